@@ -1,0 +1,136 @@
+"""The Litestar application. `create_app(settings)` composes the domains; nothing runs at import time."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+
+import psycopg
+import sqlalchemy.exc
+from litestar import Litestar, MediaType, Request, Response, get
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.exceptions import ValidationException
+from litestar.middleware import DefineMiddleware
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme
+from litestar.types import ControllerRouterHandler
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from backend.auth import PUBLIC_PATHS, AuthMiddleware, IdTokenVerifier, ServiceUnavailable
+from backend.db.engine import DbSession, make_engine, make_sessionmaker
+from backend.orgs.controllers import AdminOrgController
+from backend.presence.controllers import MeController
+from backend.presence.recorder import PingRecorder
+from backend.settings import Settings, load_settings
+from backend.technicians.controllers import TechnicianController
+
+log = logging.getLogger("truckroll")
+
+API_DESCRIPTION = """\
+Truckroll dispatches on-site jobs to a curated pool of field technicians.
+
+Callers authenticate with `Authorization: Bearer <credential>`: the operator's token, an organisation
+API key (`trk_…`) or, for technicians, a Firebase ID token. Errors have the shape
+`{"status_code", "detail", "extra"}`; `detail` names the offending field for 400/422.
+"""
+
+
+@asynccontextmanager
+async def _resources(app: Litestar) -> AsyncIterator[None]:
+    settings: Settings = app.state.settings
+    engine = make_engine(settings.database)
+    app.state.engine = engine
+    app.state.sessionmaker = make_sessionmaker(engine)
+    app.state.id_tokens = IdTokenVerifier(settings.auth.firebase_project_id)
+    app.state.technician_ids = {}
+    recorder = PingRecorder(engine)
+    recorder.start()
+    app.state.ping_recorder = recorder
+    try:
+        yield
+    finally:
+        await recorder.stop()
+        app.state.id_tokens.close()
+        await engine.dispose()
+
+
+async def provide_db_session(state: State) -> AsyncIterator[AsyncSession]:
+    async with state.sessionmaker() as session:
+        yield session
+
+
+@get("/healthz", operation_id="health", summary="Liveness and database reachability", tags=["ops"])
+async def health(db_session: DbSession) -> dict[str, str]:
+    await db_session.execute(text("SELECT 1"))
+    return {"status": "ok"}
+
+
+def _validation_error(_: Request, exc: ValidationException) -> Response:
+    """Litestar's shape, with `detail` naming the first bad field rather than only the route."""
+    detail = exc.detail
+    extra = exc.extra
+    if isinstance(extra, list) and extra and isinstance(extra[0], dict) and extra[0].get("key"):
+        first = extra[0]
+        detail = f"{first['key']}: {first.get('message', 'invalid value')}"
+    body = {"status_code": exc.status_code, "detail": detail}
+    if extra:
+        body["extra"] = extra
+    return Response(body, status_code=exc.status_code, media_type=MediaType.JSON)
+
+
+def _unavailable(_: Request, exc: Exception) -> Response:
+    log.warning("dependency unavailable: %s", exc)
+    detail = str(exc) if isinstance(exc, ServiceUnavailable) else "the database is unavailable"
+    return Response(
+        {"status_code": 503, "detail": detail}, status_code=503, headers={"Retry-After": "5"}, media_type=MediaType.JSON
+    )
+
+
+def create_app(
+    settings: Settings | None = None, *, extra_route_handlers: Sequence[ControllerRouterHandler] = ()
+) -> Litestar:
+    settings = settings or load_settings()
+    return Litestar(
+        route_handlers=[health, AdminOrgController, TechnicianController, MeController, *extra_route_handlers],
+        state=State({"settings": settings}),
+        lifespan=[_resources],
+        dependencies={"db_session": Provide(provide_db_session)},
+        middleware=[DefineMiddleware(AuthMiddleware, exclude=[f"^{p}" for p in PUBLIC_PATHS])],
+        exception_handlers={
+            ValidationException: _validation_error,
+            ServiceUnavailable: _unavailable,
+            sqlalchemy.exc.OperationalError: _unavailable,
+            sqlalchemy.exc.InterfaceError: _unavailable,
+            sqlalchemy.exc.TimeoutError: _unavailable,
+            psycopg.OperationalError: _unavailable,
+        },
+        request_max_body_size=settings.server.max_body_bytes,
+        openapi_config=OpenAPIConfig(
+            title="Truckroll",
+            version="1.0.0",
+            description=API_DESCRIPTION,
+            path="/schema",
+            render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin(path="/swagger")],
+            components=Components(
+                security_schemes={
+                    "bearer": SecurityScheme(
+                        type="http",
+                        scheme="bearer",
+                        description="Operator token, organisation API key, or Firebase ID token",
+                    )
+                }
+            ),
+            security=[{"bearer": []}],
+        ),
+        debug=False,
+    )
+
+
+def app_from_env() -> Litestar:
+    """Factory for the ASGI server (`truckroll serve` runs granian with it)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return create_app(load_settings())

@@ -1,0 +1,31 @@
+"""Keyset pagination: `?limit=` 1..200 (default 50) and an opaque `?cursor=`."""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from datetime import datetime
+from typing import Annotated
+
+import msgspec
+from litestar.exceptions import ValidationException
+from litestar.params import Parameter
+
+Limit = Annotated[int, Parameter(ge=1, le=200, description="Page size, 1..200 (400 outside that range).")]
+Cursor = Annotated[str | None, Parameter(description="Opaque cursor from the previous page's `next_cursor`.")]
+
+
+def encode_cursor(created_at: datetime, row_id: uuid.UUID) -> str:
+    raw = msgspec.json.encode([created_at.isoformat(), str(row_id)])
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        created_at, row_id = msgspec.json.decode(raw, type=tuple[datetime, uuid.UUID])
+    except (ValueError, msgspec.DecodeError, msgspec.ValidationError):
+        raise ValidationException(
+            "cursor: not a cursor this API issued", extra=[{"key": "cursor", "source": "query"}]
+        ) from None
+    return created_at, row_id

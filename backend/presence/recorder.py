@@ -1,0 +1,136 @@
+"""Group commit for location pings.
+
+Every request's pings wait in a queue; one flusher writes everything queued in a single transaction
+(one INSERT into the history, one UPDATE of the latest positions) and then acknowledges each request.
+While a flush is running the next batch gathers, so under load many requests share one commit, and no
+request is acknowledged before its pings are durable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from backend.presence.schemas import Ping
+
+log = logging.getLogger("truckroll.presence")
+
+# The latest position only moves forward in time: a late, older batch goes to the history alone.
+# Pings are stored only for a technician who is on duty (API.md: nobody is tracked off shift).
+FLUSH = text(
+    """
+WITH batch AS (
+    SELECT * FROM unnest(
+        CAST(:technician_id AS uuid[]), CAST(:lat AS float8[]), CAST(:lon AS float8[]),
+        CAST(:recorded_at AS timestamptz[]), CAST(:accuracy_m AS float8[]),
+        CAST(:speed_mps AS float8[]), CAST(:heading_deg AS float8[])
+    ) AS b(technician_id, lat, lon, recorded_at, accuracy_m, speed_mps, heading_deg)
+),
+allowed AS (
+    SELECT t.id FROM technicians t
+    WHERE t.id IN (SELECT technician_id FROM batch) AND t.on_duty
+),
+accepted AS (
+    SELECT b.*, ST_SetSRID(ST_MakePoint(b.lon, b.lat), 4326)::geography AS location
+    FROM batch b JOIN allowed a ON a.id = b.technician_id
+),
+stored AS (
+    INSERT INTO location_pings (technician_id, recorded_at, location, accuracy_m, speed_mps, heading_deg)
+    SELECT technician_id, recorded_at, location, accuracy_m, speed_mps, heading_deg FROM accepted
+),
+latest AS (
+    SELECT DISTINCT ON (technician_id) * FROM accepted ORDER BY technician_id, recorded_at DESC
+),
+moved AS (
+    UPDATE technicians t
+    SET location = l.location, location_recorded_at = l.recorded_at, location_accuracy_m = l.accuracy_m,
+        speed_mps = l.speed_mps, heading_deg = l.heading_deg
+    FROM latest l
+    WHERE t.id = l.technician_id
+      AND (t.location_recorded_at IS NULL OR t.location_recorded_at < l.recorded_at)
+)
+SELECT id FROM allowed
+"""
+)
+
+
+@dataclass
+class _Pending:
+    technician_id: uuid.UUID
+    pings: Sequence[Ping]
+    done: asyncio.Future = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+
+
+class PingRecorder:
+    def __init__(self, engine: AsyncEngine, *, max_batch_pings: int = 20_000) -> None:
+        self._engine = engine
+        self._max_batch_pings = max_batch_pings
+        self._queue: deque[_Pending] = deque()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="ping-recorder")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+        for pending in self._queue:
+            if not pending.done.done():
+                pending.done.set_exception(RuntimeError("server shutting down"))
+
+    async def record(self, technician_id: uuid.UUID, pings: Sequence[Ping]) -> bool:
+        """Store the pings; True once committed, False when the technician may not be tracked now."""
+        pending = _Pending(technician_id, pings)
+        self._queue.append(pending)
+        self._wake.set()
+        return await pending.done
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._queue:
+                batch, size = [], 0
+                while self._queue and size < self._max_batch_pings:
+                    pending = self._queue.popleft()
+                    batch.append(pending)
+                    size += len(pending.pings)
+                await self._flush(batch)
+
+    async def _flush(self, batch: list[_Pending]) -> None:
+        columns: dict[str, list] = {
+            k: [] for k in ("technician_id", "lat", "lon", "recorded_at", "accuracy_m", "speed_mps", "heading_deg")
+        }
+        for pending in batch:
+            for ping in pending.pings:
+                columns["technician_id"].append(pending.technician_id)
+                columns["lat"].append(ping.lat)
+                columns["lon"].append(ping.lon)
+                columns["recorded_at"].append(ping.recorded_at)
+                columns["accuracy_m"].append(ping.accuracy_m)
+                columns["speed_mps"].append(ping.speed_mps)
+                columns["heading_deg"].append(ping.heading_deg)
+        try:
+            async with self._engine.begin() as conn:
+                allowed = set((await conn.execute(FLUSH, columns)).scalars())
+        except Exception as exc:  # every waiting request must hear about it, not hang
+            log.exception("flushing %d ping requests failed", len(batch))
+            for pending in batch:
+                if not pending.done.done():
+                    pending.done.set_exception(exc)
+            return
+        for pending in batch:
+            if not pending.done.done():
+                pending.done.set_result(pending.technician_id in allowed)

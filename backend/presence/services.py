@@ -1,0 +1,92 @@
+"""Technician presence: duty, positions, devices."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from backend.db.geo import lat_of, lon_of
+from backend.db.models import Device, Organization, PoolMembership, Technician
+from backend.presence.schemas import DeviceOut, Me, Membership, Ping
+from backend.schemas import Position
+from backend.settings import PresenceSettings
+
+
+def stale_pings(pings: Sequence[Ping], limits: PresenceSettings, now: datetime | None = None) -> list[dict]:
+    """Problems with the batch's timestamps, one per bad ping; an empty list means the batch is fine."""
+    now = now or datetime.now(UTC)
+    oldest = now - timedelta(seconds=limits.max_ping_age_s)
+    newest = now + timedelta(seconds=limits.max_ping_future_s)
+    problems = []
+    for i, ping in enumerate(pings):
+        if ping.recorded_at < oldest:
+            problems.append({"key": f"pings[{i}].recorded_at", "message": "older than 24 h"})
+        elif ping.recorded_at > newest:
+            problems.append({"key": f"pings[{i}].recorded_at", "message": "more than 2 min in the future"})
+    return problems
+
+
+async def me(technician_id: uuid.UUID, *, session: AsyncSession) -> Me:
+    row = (
+        await session.execute(
+            select(
+                Technician.id,
+                Technician.name,
+                Technician.email,
+                Technician.phone,
+                Technician.on_duty,
+                Technician.location_recorded_at,
+                lat_of(Technician.location).label("lat"),
+                lon_of(Technician.location).label("lon"),
+            ).where(Technician.id == technician_id)
+        )
+    ).one()
+    memberships = (
+        await session.execute(
+            select(PoolMembership.org_id, Organization.name, PoolMembership.tier, PoolMembership.active)
+            .join(Organization, Organization.id == PoolMembership.org_id)
+            .where(PoolMembership.technician_id == technician_id)
+            .order_by(Organization.name, PoolMembership.org_id)
+        )
+    ).all()
+    return Me(
+        id=row.id,
+        name=row.name,
+        email=row.email,
+        phone=row.phone,
+        on_duty=row.on_duty,
+        last_location=Position(lat=row.lat, lon=row.lon, recorded_at=row.location_recorded_at)
+        if row.location_recorded_at
+        else None,
+        memberships=[Membership(org_id=m.org_id, org_name=m.name, tier=m.tier, active=m.active) for m in memberships],
+    )
+
+
+async def set_duty(technician_id: uuid.UUID, on_duty: bool, *, session: AsyncSession) -> None:
+    await session.execute(update(Technician).where(Technician.id == technician_id).values(on_duty=on_duty))
+    await session.commit()
+
+
+async def register_device(technician_id: uuid.UUID, token: str, platform: str, *, session: AsyncSession) -> DeviceOut:
+    now = datetime.now(UTC)
+    await session.execute(
+        insert(Device)
+        .values(token=token, technician_id=technician_id, platform=platform, created_at=now, updated_at=now)
+        .on_conflict_do_update(
+            index_elements=[Device.token],
+            set_={"technician_id": technician_id, "platform": platform, "updated_at": now},
+        )
+    )
+    await session.commit()
+    return DeviceOut(token=token, platform=platform)
+
+
+async def remove_device(technician_id: uuid.UUID, token: str, *, session: AsyncSession) -> bool:
+    result = await session.execute(delete(Device).where(Device.token == token, Device.technician_id == technician_id))
+    await session.commit()
+    return result.rowcount == 1

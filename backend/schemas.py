@@ -1,0 +1,30 @@
+"""Structs shared by several domains."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Generic, TypeVar
+
+import msgspec
+
+Latitude = Annotated[float, msgspec.Meta(ge=-90, le=90, description="WGS84 latitude, degrees")]
+Longitude = Annotated[float, msgspec.Meta(ge=-180, le=180, description="WGS84 longitude, degrees")]
+AwareDatetime = Annotated[datetime, msgspec.Meta(tz=True, description="RFC 3339 time with offset")]
+
+T = TypeVar("T")
+
+
+class LatLon(msgspec.Struct, frozen=True):
+    lat: Latitude
+    lon: Longitude
+
+
+class Position(msgspec.Struct, frozen=True):
+    lat: float
+    lon: float
+    recorded_at: datetime
+
+
+class Page(msgspec.Struct, Generic[T]):
+    items: list[T]
+    next_cursor: str | None

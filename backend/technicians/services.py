@@ -1,0 +1,157 @@
+"""The talent pool: technicians as each organisation knows them."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+import msgspec
+from sqlalchemy import Row, Select, select, tuple_
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from backend.db.geo import lat_of, lon_of, point
+from backend.db.models import PoolMembership, Technician
+from backend.pagination import decode_cursor, encode_cursor
+from backend.schemas import LatLon, Page, Position
+from backend.technicians.schemas import TechnicianCreate, TechnicianOut, TechnicianUpdate
+
+
+class AlreadyInPool(Exception):
+    pass
+
+
+def normalize_skills(skills: list[str]) -> list[str]:
+    return sorted({s.strip().lower() for s in skills})
+
+
+def _pool_view(org_id: uuid.UUID) -> Select:
+    return (
+        select(
+            Technician.id,
+            Technician.name,
+            Technician.email,
+            Technician.phone,
+            Technician.on_duty,
+            Technician.location_recorded_at,
+            lat_of(Technician.location).label("loc_lat"),
+            lon_of(Technician.location).label("loc_lon"),
+            PoolMembership.tier,
+            PoolMembership.skills,
+            PoolMembership.service_radius_km,
+            PoolMembership.active,
+            PoolMembership.notes,
+            PoolMembership.created_at,
+            lat_of(PoolMembership.home).label("home_lat"),
+            lon_of(PoolMembership.home).label("home_lon"),
+        )
+        .join(PoolMembership, PoolMembership.technician_id == Technician.id)
+        .where(PoolMembership.org_id == org_id)
+    )
+
+
+def _out(row: Row) -> TechnicianOut:
+    last = (
+        Position(lat=row.loc_lat, lon=row.loc_lon, recorded_at=row.location_recorded_at)
+        if row.location_recorded_at is not None
+        else None
+    )
+    return TechnicianOut(
+        id=row.id,
+        name=row.name,
+        skills=list(row.skills),
+        tier=row.tier,
+        active=row.active,
+        service_radius_km=row.service_radius_km,
+        home=LatLon(lat=row.home_lat, lon=row.home_lon),
+        on_duty=row.on_duty,
+        last_location=last,
+        rating=None,
+        email=row.email,
+        phone=row.phone,
+        notes=row.notes,
+    )
+
+
+async def get(org_id: uuid.UUID, technician_id: uuid.UUID, *, session: AsyncSession) -> TechnicianOut | None:
+    row = (await session.execute(_pool_view(org_id).where(Technician.id == technician_id))).first()
+    return _out(row) if row else None
+
+
+async def onboard(org_id: uuid.UUID, data: TechnicianCreate, *, session: AsyncSession) -> TechnicianOut:
+    """Add a technician to this organisation's pool, creating the person on first sight.
+
+    A person is identified by their Firebase uid. When they already exist (another organisation
+    onboarded them) their own profile — name, email, phone — is kept as it is: one organisation
+    cannot rewrite what the others see.
+    """
+    technician_id = await session.scalar(
+        insert(Technician)
+        .values(
+            id=uuid.uuid4(), firebase_uid=data.firebase_uid, name=data.name.strip(), email=data.email, phone=data.phone
+        )
+        .on_conflict_do_update(index_elements=[Technician.firebase_uid], set_={"firebase_uid": data.firebase_uid})
+        .returning(Technician.id)
+    )
+    added = await session.scalar(
+        insert(PoolMembership)
+        .values(
+            org_id=org_id,
+            technician_id=technician_id,
+            tier=data.tier,
+            skills=normalize_skills(data.skills),
+            service_radius_km=data.service_radius_km,
+            home=point(data.home.lat, data.home.lon),
+            active=data.active,
+            notes=data.notes,
+        )
+        .on_conflict_do_nothing()
+        .returning(PoolMembership.technician_id)
+    )
+    if added is None:
+        await session.rollback()
+        raise AlreadyInPool(technician_id)
+    await session.commit()
+    out = await get(org_id, technician_id, session=session)
+    assert out is not None
+    return out
+
+
+async def update(
+    org_id: uuid.UUID, technician_id: uuid.UUID, data: TechnicianUpdate, *, session: AsyncSession
+) -> TechnicianOut | None:
+    membership = await session.get(PoolMembership, (org_id, technician_id))
+    if membership is None:
+        return None
+    changes = {f: v for f in data.__struct_fields__ if (v := getattr(data, f)) is not msgspec.UNSET}
+    if "skills" in changes:
+        changes["skills"] = normalize_skills(changes["skills"])
+    for field, value in changes.items():
+        setattr(membership, field, value)
+    await session.commit()
+    return await get(org_id, technician_id, session=session)
+
+
+async def list_pool(
+    org_id: uuid.UUID,
+    *,
+    limit: int,
+    cursor: str | None,
+    tier: str | None = None,
+    active: bool | None = None,
+    session: AsyncSession,
+) -> Page[TechnicianOut]:
+    query = _pool_view(org_id)
+    if tier is not None:
+        query = query.where(PoolMembership.tier == tier)
+    if active is not None:
+        query = query.where(PoolMembership.active == active)
+    if cursor:
+        after: tuple[datetime, uuid.UUID] = decode_cursor(cursor)
+        query = query.where(tuple_(PoolMembership.created_at, PoolMembership.technician_id) > after)
+    query = query.order_by(PoolMembership.created_at, PoolMembership.technician_id).limit(limit + 1)
+    rows = (await session.execute(query)).all()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    next_cursor = encode_cursor(rows[-1].created_at, rows[-1].id) if more else None
+    return Page(items=[_out(r) for r in rows], next_cursor=next_cursor)
