@@ -1,0 +1,47 @@
+# The two commands: `make run` and `make test`. Both install what is missing first.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+UV = $(shell command -v uv 2>/dev/null || echo $(CURDIR)/.truckroll/tools/bin/uv)
+RUN = $(UV) run --frozen --no-progress
+# Development and tests verify technicians' Firebase ID tokens with firebase-admin's emulator
+# convention (unsigned tokens). The server refuses to start with it in production.
+DEV_AUTH = $(if $(filter production,$(TRUCKROLL_ENV)),,FIREBASE_AUTH_EMULATOR_HOST=$${FIREBASE_AUTH_EMULATOR_HOST:-127.0.0.1:9099})
+
+.PHONY: help setup run stop test lint fmt db-shell bench-pings
+
+help:
+	@echo "make run    - install what is missing, start the embedded PostGIS, migrate, seed the demo, serve the API"
+	@echo "make test   - the same set-up, then lint and the whole test suite"
+	@echo "make stop   - stop what make run started"
+	@echo "make bench-pings - location pings over HTTP against a no-I/O floor"
+
+setup:
+	@bash infra/bootstrap.sh
+
+run: setup
+	@$(RUN) truckroll db upgrade
+	@$(RUN) truckroll seed
+	@$(DEV_AUTH) $(RUN) truckroll serve
+
+stop:
+	@$(RUN) truckroll stop
+
+test: setup
+	@$(RUN) ruff check .
+	@$(RUN) ruff format --check .
+	@$(DEV_AUTH) $(RUN) pytest
+
+lint:
+	@$(RUN) ruff check .
+	@$(RUN) ruff format --check .
+
+fmt:
+	@$(RUN) ruff check --fix .
+	@$(RUN) ruff format .
+
+db-shell: setup
+	@$(RUN) python -m infra.postgis psql
+
+bench-pings: setup
+	@$(DEV_AUTH) $(RUN) python -m bench.pings

@@ -1,0 +1,206 @@
+"""The `truckroll` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from pathlib import Path
+
+from backend.settings import REPO_ROOT, Settings, SettingsError, load_settings
+
+PID_FILE = REPO_ROOT / ".truckroll" / "serve.pid"
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except SettingsError as exc:
+        sys.exit(f"truckroll: invalid setting: {exc}")
+
+
+def _database_url(settings: Settings, *, start: bool = True) -> str:
+    """The database to use; without DATABASE_URL the embedded cluster, started on demand."""
+    if settings.database.url:
+        return settings.database.url
+    from infra.postgis import LocalCluster
+
+    cluster = LocalCluster(Path(settings.database.embedded_root))
+    if start:
+        cluster.ensure()
+    return cluster.url()
+
+
+def cmd_serve(args: argparse.Namespace) -> None:
+    from granian import Granian
+    from granian.constants import Interfaces
+
+    settings = _settings()
+    _database_url(settings)
+    host = args.host or settings.server.host
+    port = args.port or settings.server.port
+    print(f"truckroll: serving on http://{host}:{port} (OpenAPI docs at http://{host}:{port}/schema)", flush=True)
+    if settings.auth.admin_token == "dev-admin-token":
+        print("truckroll: development operator token: dev-admin-token (set TRUCKROLL_ADMIN_TOKEN)", flush=True)
+    PID_FILE.parent.mkdir(parents=True, exist_ok=True)
+    PID_FILE.write_text(str(os.getpid()))
+    try:
+        Granian(
+            target="backend.app:app_from_env",
+            factory=True,
+            address=host,
+            port=port,
+            interface=Interfaces.ASGI,
+            workers=args.workers,
+            log_access=False,
+        ).serve()
+    finally:
+        PID_FILE.unlink(missing_ok=True)
+
+
+def cmd_stop(args: argparse.Namespace) -> None:
+    """Stop what `make run` started: the server, then the embedded cluster."""
+    import signal
+    import time
+
+    if PID_FILE.exists():
+        pid = int(PID_FILE.read_text())
+        try:
+            os.kill(pid, signal.SIGTERM)
+            for _ in range(100):
+                os.kill(pid, 0)
+                time.sleep(0.1)
+        except ProcessLookupError:
+            pass
+        PID_FILE.unlink(missing_ok=True)
+        print("truckroll: server stopped")
+    settings = _settings()
+    if not settings.database.url:
+        from infra.postgis import LocalCluster
+
+        LocalCluster(Path(settings.database.embedded_root)).stop()
+        print("truckroll: embedded database stopped")
+
+
+def cmd_db(args: argparse.Namespace) -> None:
+    settings = _settings()
+    if args.action in ("start", "stop", "status") and settings.database.url:
+        sys.exit(f"truckroll: DATABASE_URL is set; there is no embedded cluster to {args.action}")
+    if args.action == "start":
+        print(_database_url(settings))
+    elif args.action in ("stop", "status"):
+        from infra.postgis import LocalCluster
+
+        cluster = LocalCluster(Path(settings.database.embedded_root))
+        if args.action == "stop":
+            cluster.stop()
+        else:
+            print("running" if cluster.status() else "stopped")
+    elif args.action == "url":
+        print(_database_url(settings, start=False))
+    elif args.action == "upgrade":
+        from backend.db.migrate import upgrade
+
+        upgrade(_database_url(settings))
+    elif args.action == "revision":
+        from backend.db.migrate import revision
+
+        if not args.message:
+            sys.exit("truckroll db revision: -m MESSAGE is required")
+        revision(_database_url(settings), args.message)
+
+
+def cmd_orgs(args: argparse.Namespace) -> None:
+    from backend.db.engine import make_engine, make_sessionmaker
+    from backend.orgs import services
+
+    settings = _settings()
+    _database_url(settings)
+
+    async def run() -> None:
+        engine = make_engine(settings.database)
+        try:
+            async with make_sessionmaker(engine)() as session:
+                if args.action == "create":
+                    org, _, key = await services.create_org(args.name, session=session)
+                    print(f"org_id={org.id}\napi_key={key}")
+                else:
+                    import uuid
+
+                    ok = await services.revoke_api_key(uuid.UUID(args.org_id), uuid.UUID(args.key_id), session=session)
+                    if not ok:
+                        sys.exit("truckroll: no such active key for this organisation")
+                    print("revoked")
+        finally:
+            await engine.dispose()
+
+    asyncio.run(run())
+
+
+def cmd_seed(args: argparse.Namespace) -> None:
+    from backend.seed import seed_demo
+
+    settings = _settings()
+    _database_url(settings)
+    key_file = Path(args.key_file)
+    known = key_file.read_text().strip() if key_file.exists() else None
+    key = asyncio.run(seed_demo(settings, known_key=known))
+    key_file.parent.mkdir(parents=True, exist_ok=True)
+    key_file.write_text(key + "\n")
+    key_file.chmod(0o600)
+    print(f"truckroll: demo organisation ready; its API key is in {key_file}:\n{key}")
+
+
+def cmd_dev_token(args: argparse.Namespace) -> None:
+    from backend.auth import emulator_id_token
+
+    settings = _settings()
+    if settings.is_production:
+        sys.exit("truckroll: dev-token is for development only")
+    print(emulator_id_token(args.uid, settings.auth.firebase_project_id, lifetime_s=args.hours * 3600))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="truckroll", description="Truckroll field-dispatch backend")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("serve", help="serve the HTTP API")
+    p.add_argument("--host")
+    p.add_argument("--port", type=int)
+    p.add_argument("--workers", type=int, default=1)
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("stop", help="stop the server and the embedded database that `make run` started")
+    p.set_defaults(func=cmd_stop)
+
+    p = sub.add_parser("db", help="the database: embedded cluster and migrations")
+    p.add_argument("action", choices=["start", "stop", "status", "url", "upgrade", "revision"])
+    p.add_argument("-m", "--message")
+    p.set_defaults(func=cmd_db)
+
+    p = sub.add_parser("orgs", help="organisations")
+    org_sub = p.add_subparsers(dest="action", required=True)
+    c = org_sub.add_parser("create", help="create an organisation and print its first API key")
+    c.add_argument("name")
+    r = org_sub.add_parser("revoke-key", help="revoke an organisation API key")
+    r.add_argument("org_id")
+    r.add_argument("key_id")
+    p.set_defaults(func=cmd_orgs)
+
+    p = sub.add_parser("seed", help="create or refresh the demo organisation and its technicians")
+    p.add_argument("--key-file", default=str(REPO_ROOT / ".truckroll" / "demo-api-key"))
+    p.set_defaults(func=cmd_seed)
+
+    p = sub.add_parser("dev-token", help="print a Firebase-emulator ID token for a technician uid")
+    p.add_argument("uid")
+    p.add_argument("--hours", type=int, default=24)
+    p.set_defaults(func=cmd_dev_token)
+
+    args = parser.parse_args(argv)
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    args.func(args)
+
+
+if __name__ == "__main__":
+    main()
