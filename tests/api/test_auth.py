@@ -1,0 +1,128 @@
+"""Every route in the OpenAPI document, called by each kind of caller and by nobody."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from litestar.testing import AsyncTestClient
+
+from tests.helpers import ADMIN, new_org, onboard, technician_auth
+
+PUBLIC = ("/healthz", "/schema")
+# Which caller each part of the API serves (API.md, "Callers and credentials").
+OWNER = {"/v1/admin/": "operator", "/v1/technicians": "org", "/v1/me": "technician"}
+
+
+def _owner(path: str) -> str:
+    for prefix, owner in OWNER.items():
+        if path.startswith(prefix):
+            return owner
+    raise AssertionError(f"{path} is not assigned to a kind of caller: add it to OWNER")
+
+
+def _concrete(path: str) -> str:
+    return (
+        path.replace("{token}", "some-device-token")
+        .replace("{", "")
+        .replace("}", "")
+        .replace("org_id", str(uuid.uuid4()))
+        .replace("technician_id", str(uuid.uuid4()))
+        .replace("key_id", str(uuid.uuid4()))
+    )
+
+
+async def _routes(client: AsyncTestClient) -> list[tuple[str, str]]:
+    schema = (await client.get("/schema/openapi.json")).json()
+    routes = [
+        (method.upper(), path)
+        for path, item in schema["paths"].items()
+        for method in item
+        if method in {"get", "post", "put", "patch", "delete"}
+    ]
+    assert len(routes) >= 10, routes
+    return routes
+
+
+async def test_every_route_refuses_the_wrong_caller(client: AsyncTestClient) -> None:
+    org = await new_org(client)
+    await onboard(client, org, "walker")
+    callers = {"operator": ADMIN, "org": org, "technician": technician_auth("walker")}
+    for method, path in await _routes(client):
+        url = _concrete(path)
+        if path.startswith(PUBLIC):
+            response = await client.request(method, url)
+            assert response.status_code < 400, (method, path, response.text)
+            continue
+        owner = _owner(path)
+        response = await client.request(method, url, json={})
+        assert response.status_code == 401, (method, path, "no credential", response.status_code)
+        response = await client.request(method, url, json={}, headers={"Authorization": "Bearer nonsense"})
+        assert response.status_code == 401, (method, path, "bad credential", response.status_code)
+        for kind, headers in callers.items():
+            response = await client.request(method, url, json={}, headers=headers)
+            if kind == owner:
+                assert response.status_code not in (401, 403), (method, path, kind, response.text)
+            else:
+                assert response.status_code == 403, (method, path, kind, response.status_code)
+
+
+@pytest.mark.parametrize(
+    "header",
+    ["Basic dXNlcjpwYXNz", "Bearer", "Bearer trk_not-a-real-key", "Bearer a.b.c", "dev-admin-token"],
+)
+async def test_malformed_or_unknown_credentials_are_401(client: AsyncTestClient, header: str) -> None:
+    response = await client.get("/v1/technicians", headers={"Authorization": header})
+    assert response.status_code == 401
+    assert response.json()["detail"]
+
+
+async def test_a_token_for_another_firebase_project_is_refused(client: AsyncTestClient) -> None:
+    from backend.auth import emulator_id_token
+
+    org = await new_org(client)
+    await onboard(client, org, "elsewhere")
+    token = emulator_id_token("elsewhere", "some-other-project")
+    response = await client.get("/v1/me", headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 401
+
+
+async def test_revoked_api_key_stops_working(client: AsyncTestClient, db) -> None:
+    created = (await client.post("/v1/admin/orgs", json={"name": "Rotating"}, headers=ADMIN)).json()
+    old = {"Authorization": f"Bearer {created['api_key']}"}
+    assert (await client.get("/v1/technicians", headers=old)).status_code == 200
+
+    issued = await client.post(f"/v1/admin/orgs/{created['id']}/api-keys", headers=ADMIN)
+    assert issued.status_code == 201
+    new = {"Authorization": f"Bearer {issued.json()['api_key']}"}
+
+    revoked = await client.delete(f"/v1/admin/orgs/{created['id']}/api-keys/{created['api_key_id']}", headers=ADMIN)
+    assert revoked.status_code == 204
+    assert (await client.get("/v1/technicians", headers=old)).status_code == 401
+    assert (await client.get("/v1/technicians", headers=new)).status_code == 200
+    # Revoking another organisation's key through this organisation's path is not possible.
+    other = (await client.post("/v1/admin/orgs", json={"name": "Other"}, headers=ADMIN)).json()
+    response = await client.delete(f"/v1/admin/orgs/{created['id']}/api-keys/{other['api_key_id']}", headers=ADMIN)
+    assert response.status_code == 404
+
+
+async def test_api_keys_are_stored_hashed_and_shown_once(client: AsyncTestClient, db) -> None:
+    created = (await client.post("/v1/admin/orgs", json={"name": "Hashed"}, headers=ADMIN)).json()
+    key = created["api_key"]
+    stored = db.execute("SELECT key_hash, prefix FROM api_keys WHERE org_id = %s", (created["id"],)).fetchall()
+    assert len(stored) == 1
+    assert key.encode() not in bytes(stored[0][0])
+    assert stored[0][1] != key
+
+
+async def test_create_org_validates_its_body(client: AsyncTestClient, db) -> None:
+    for body, field in [
+        ({"name": ""}, "name"),
+        ({"name": "   "}, "name"),
+        ({}, "name"),
+        ({"name": "x", "settings": 3}, "settings"),
+    ]:
+        response = await client.post("/v1/admin/orgs", json=body, headers=ADMIN)
+        assert response.status_code == 400, body
+        assert field in response.json()["detail"], response.json()
+    assert db.execute("SELECT count(*) FROM organizations").fetchone()[0] == 0
