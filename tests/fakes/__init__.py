@@ -1,0 +1,1 @@
+"""Local stand-ins for external services, run for real by the tests (no mocks of our own code)."""
