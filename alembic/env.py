@@ -6,10 +6,10 @@ environment through the application's settings.
 
 from __future__ import annotations
 
+from alembic import context
 from geoalchemy2 import alembic_helpers
 from sqlalchemy import create_engine, pool
 
-from alembic import context
 from backend.db.migrate import include_object
 from backend.db.models import Base
 

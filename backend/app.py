@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -21,11 +23,16 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.auth import PUBLIC_PATHS, AuthMiddleware, IdTokenVerifier, ServiceUnavailable
-from backend.db.engine import DbSession, make_engine, make_sessionmaker
+from backend.db.engine import DbSession, database_url, make_engine, make_sessionmaker
+from backend.jobs.controllers import JobController, TechnicianJobController
+from backend.offers.controllers import MyWorkController, OfferController
 from backend.orgs.controllers import AdminOrgController
 from backend.presence.controllers import MeController
 from backend.presence.recorder import PingRecorder
+from backend.push import make_sender
+from backend.queue import WORKER_OPTIONS, make_queue, run_supervised_worker
 from backend.settings import Settings, load_settings
+from backend.tasks import Runtime
 from backend.technicians.controllers import TechnicianController
 
 log = logging.getLogger("truckroll")
@@ -50,9 +57,28 @@ async def _resources(app: Litestar) -> AsyncIterator[None]:
     recorder = PingRecorder(engine)
     recorder.start()
     app.state.ping_recorder = recorder
+    queue = make_queue(database_url(settings.database))
+    app.state.queue = queue
+    worker = None
+    sender = (
+        make_sender(settings.push, settings.auth.firebase_project_id) if settings.worker.mode == "inprocess" else None
+    )
     try:
-        yield
+        async with queue.open_async():
+            if sender is not None:
+                runtime = Runtime(sessionmaker=app.state.sessionmaker, sender=sender)
+                worker = asyncio.create_task(
+                    run_supervised_worker(queue, additional_context={"runtime": runtime}, **WORKER_OPTIONS),
+                    name="queue-worker",
+                )
+            yield
     finally:
+        if worker is not None:
+            worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await worker
+        if sender is not None:
+            await sender.aclose()
         await recorder.stop()
         app.state.id_tokens.close()
         await engine.dispose()
@@ -95,7 +121,17 @@ def create_app(
 ) -> Litestar:
     settings = settings or load_settings()
     return Litestar(
-        route_handlers=[health, AdminOrgController, TechnicianController, MeController, *extra_route_handlers],
+        route_handlers=[
+            health,
+            AdminOrgController,
+            TechnicianController,
+            MeController,
+            MyWorkController,
+            JobController,
+            TechnicianJobController,
+            OfferController,
+            *extra_route_handlers,
+        ],
         state=State({"settings": settings}),
         lifespan=[_resources],
         dependencies={"db_session": Provide(provide_db_session)},

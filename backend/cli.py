@@ -83,6 +83,35 @@ def cmd_stop(args: argparse.Namespace) -> None:
         print("truckroll: embedded database stopped")
 
 
+def cmd_worker(args: argparse.Namespace) -> None:
+    """Run the job queue (offer deadlines, push delivery) in its own process."""
+    import logging
+
+    from backend.db.engine import make_engine, make_sessionmaker
+    from backend.push import make_sender
+    from backend.queue import WORKER_OPTIONS, make_queue
+    from backend.tasks import Runtime
+
+    settings = _settings()
+    url = _database_url(settings)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    async def run() -> None:
+        engine = make_engine(settings.database)
+        sender = make_sender(settings.push, settings.auth.firebase_project_id)
+        queue = make_queue(url)
+        try:
+            async with queue.open_async():
+                runtime = Runtime(sessionmaker=make_sessionmaker(engine), sender=sender)
+                await queue.run_worker_async(additional_context={"runtime": runtime}, **WORKER_OPTIONS)
+        finally:
+            await sender.aclose()
+            await engine.dispose()
+
+    print("truckroll: queue worker running (Ctrl-C to stop)", flush=True)
+    asyncio.run(run())
+
+
 def cmd_db(args: argparse.Namespace) -> None:
     settings = _settings()
     if args.action in ("start", "stop", "status") and settings.database.url:
@@ -170,6 +199,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--port", type=int)
     p.add_argument("--workers", type=int, default=1)
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("worker", help="run the job queue's worker (offer deadlines, push delivery)")
+    p.set_defaults(func=cmd_worker)
 
     p = sub.add_parser("stop", help="stop the server and the embedded database that `make run` started")
     p.set_defaults(func=cmd_stop)

@@ -14,7 +14,7 @@ AwareDatetime = Annotated[datetime, msgspec.Meta(tz=True, description="RFC 3339 
 T = TypeVar("T")
 
 
-class LatLon(msgspec.Struct, frozen=True):
+class LatLon(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     lat: Latitude
     lon: Longitude
 

@@ -47,6 +47,11 @@ class PushSettings(msgspec.Struct, frozen=True):
     credentials_file: str | None = None
 
 
+class WorkerSettings(msgspec.Struct, frozen=True):
+    mode: Literal["inprocess", "external"] = "inprocess"
+    """inprocess: the server also runs the job queue's worker; external: `truckroll worker` does."""
+
+
 class PresenceSettings(msgspec.Struct, frozen=True):
     max_pings_per_request: int = 100
     max_ping_age_s: int = 24 * 3600
@@ -60,6 +65,7 @@ class Settings(msgspec.Struct, frozen=True):
     auth: AuthSettings
     push: PushSettings
     presence: PresenceSettings = PresenceSettings()
+    worker: WorkerSettings = WorkerSettings()
 
     @property
     def is_production(self) -> bool:
@@ -147,7 +153,11 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     presence = PresenceSettings(
         max_pings_per_request=_int(environ, "TRUCKROLL_MAX_PINGS_PER_REQUEST", 100, 1, 1000),
     )
+    worker = WorkerSettings(
+        mode=_choice(environ, "TRUCKROLL_WORKER", "external" if production else "inprocess", ("inprocess", "external"))  # type: ignore[arg-type]
+    )
     return Settings(
+        worker=worker,
         env=env,  # type: ignore[arg-type]
         database=database,
         server=server,

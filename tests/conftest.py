@@ -23,6 +23,7 @@ from backend.app import create_app
 from backend.db.migrate import upgrade
 from backend.settings import Settings, load_settings
 from infra.postgis import LocalCluster
+from tests.fakes.fcm import FakeFcmServer
 from tests.helpers import ADMIN_TOKEN, PROJECT_ID
 
 
@@ -92,8 +93,17 @@ def db(migrated: str, app_tables: list[str]) -> Iterator[psycopg.Connection]:
 
 
 @pytest.fixture
-def settings(migrated: str, db: psycopg.Connection) -> Settings:
+def fcm() -> Iterator[FakeFcmServer]:
+    """A local fake of FCM's HTTP v1 API; the app's real firebase-admin sender talks to it."""
+    with FakeFcmServer(PROJECT_ID) as server:
+        yield server
+
+
+@pytest.fixture
+def settings(migrated: str, db: psycopg.Connection, fcm: FakeFcmServer) -> Settings:
     env = {
+        "TRUCKROLL_PUSH": "fcm",
+        "TRUCKROLL_FCM_ENDPOINT": fcm.url,
         "TRUCKROLL_ENV": "test",
         "DATABASE_URL": migrated,
         "TRUCKROLL_ADMIN_TOKEN": ADMIN_TOKEN,

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from alembic import command
 from alembic.config import Config
 from geoalchemy2 import alembic_helpers
 
-from alembic import command
 from backend.settings import REPO_ROOT
 
 # Tables that live in the database but are not ours to model: PostGIS's own, and the job queue's

@@ -16,9 +16,11 @@ from sqlalchemy import (
     ForeignKey,
     Identity,
     Index,
+    Integer,
     LargeBinary,
     MetaData,
     Text,
+    UniqueConstraint,
     func,
     text,
 )
@@ -159,3 +161,96 @@ class Device(Base):
     platform: Mapped[str] = mapped_column(Text, nullable=False)
     created_at: Mapped[datetime] = _now_column()
     updated_at: Mapped[datetime] = _now_column()
+
+
+JOB_STATUSES = ("open", "offering", "assigned", "en_route", "on_site", "completed", "cancelled", "unfilled")
+ACTIVE_JOB_STATUSES = ("assigned", "en_route", "on_site")
+OFFER_STATUSES = ("pending", "accepted", "declined", "expired", "withdrawn")
+
+
+class Job(Base):
+    __tablename__ = "jobs"
+    __table_args__ = (
+        CheckConstraint(
+            "status IN ('open', 'offering', 'assigned', 'en_route', 'on_site', 'completed', 'cancelled', 'unfilled')",
+            name="status",
+        ),
+        CheckConstraint("window_end > window_start", name="window"),
+        Index("ix_jobs_org_id_created_at", "org_id", "created_at", "id"),
+        # "busy" in matching: a technician's active jobs and their windows.
+        Index(
+            "ix_jobs_technician_id_active",
+            "technician_id",
+            "window_start",
+            postgresql_where=text("status IN ('assigned', 'en_route', 'on_site')"),
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID, primary_key=True, default=uuid.uuid4)
+    org_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"), nullable=False)
+    status: Mapped[str] = mapped_column(Text, nullable=False)
+    title: Mapped[str] = mapped_column(Text, nullable=False)
+    description: Mapped[str | None] = mapped_column(Text)
+    external_ref: Mapped[str | None] = mapped_column(Text)
+    skills: Mapped[list[str]] = mapped_column(ARRAY(Text), nullable=False, server_default=text("'{}'"))
+    location = mapped_column(Point(), nullable=False)
+    address: Mapped[str | None] = mapped_column(Text)
+    window_start: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    window_end: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    estimated_hours: Mapped[float] = mapped_column(Float, nullable=False)
+    pay: Mapped[dict | None] = mapped_column(JSONB)
+    customer: Mapped[dict] = mapped_column(JSONB, nullable=False)
+    dispatch: Mapped[dict] = mapped_column(JSONB, nullable=False)
+    current_wave: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"))
+    technician_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("technicians.id"))
+    tracking_token: Mapped[str] = mapped_column(Text, nullable=False, unique=True)
+    created_at: Mapped[datetime] = _now_column()
+    updated_at: Mapped[datetime] = _now_column()
+
+
+class Offer(Base):
+    __tablename__ = "offers"
+    __table_args__ = (
+        CheckConstraint("status IN ('pending', 'accepted', 'declined', 'expired', 'withdrawn')", name="status"),
+        # No wave offers a job twice to the same technician.
+        UniqueConstraint("job_id", "technician_id", name="uq_offers_job_id_technician_id"),
+        Index("ix_offers_technician_id_pending", "technician_id", postgresql_where=text("status = 'pending'")),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID, primary_key=True, default=uuid.uuid4)
+    job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False)
+    technician_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("technicians.id", ondelete="CASCADE"), nullable=False)
+    wave: Mapped[int] = mapped_column(Integer, nullable=False)
+    status: Mapped[str] = mapped_column(Text, nullable=False, server_default=text("'pending'"))
+    distance_m: Mapped[float | None] = mapped_column(Float)
+    created_at: Mapped[datetime] = _now_column()
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    responded_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    reason: Mapped[str | None] = mapped_column(Text)
+
+
+class JobEvent(Base):
+    """The job's timeline, append-only."""
+
+    __tablename__ = "job_events"
+    __table_args__ = (Index("ix_job_events_job_id_id", "job_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
+    job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False)
+    at: Mapped[datetime] = _now_column()
+    type: Mapped[str] = mapped_column(Text, nullable=False)
+    data: Mapped[dict] = mapped_column(JSONB, nullable=False, server_default=text("'{}'::jsonb"))
+
+
+class IdempotentRequest(Base):
+    """A POST made with an Idempotency-Key: its fingerprint and, once done, its response (kept ≥ 24 h)."""
+
+    __tablename__ = "idempotent_requests"
+    __table_args__ = (Index("ix_idempotent_requests_created_at", "created_at"),)
+
+    scope: Mapped[str] = mapped_column(Text, primary_key=True)
+    key: Mapped[str] = mapped_column(Text, primary_key=True)
+    fingerprint: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    response_body: Mapped[bytes | None] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = _now_column()

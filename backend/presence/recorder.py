@@ -23,7 +23,8 @@ from backend.presence.schemas import Ping
 log = logging.getLogger("truckroll.presence")
 
 # The latest position only moves forward in time: a late, older batch goes to the history alone.
-# Pings are stored only for a technician who is on duty (API.md: nobody is tracked off shift).
+# Pings are stored only for a technician who is on duty or on an active job (API.md: nobody is tracked
+# off shift).
 FLUSH = text(
     """
 WITH batch AS (
@@ -35,7 +36,10 @@ WITH batch AS (
 ),
 allowed AS (
     SELECT t.id FROM technicians t
-    WHERE t.id IN (SELECT technician_id FROM batch) AND t.on_duty
+    WHERE t.id IN (SELECT technician_id FROM batch)
+      AND (t.on_duty OR EXISTS (
+          SELECT 1 FROM jobs j WHERE j.technician_id = t.id AND j.status IN ('assigned', 'en_route', 'on_site')
+      ))
 ),
 accepted AS (
     SELECT b.*, ST_SetSRID(ST_MakePoint(b.lon, b.lat), 4326)::geography AS location

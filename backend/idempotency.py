@@ -1,0 +1,104 @@
+"""`Idempotency-Key` on POSTs that create or change state (API.md).
+
+The first request with a key stores a fingerprint of the request before running it and its response after;
+a replay with the same key and body gets those bytes back with the same status, the same key with another
+body is refused (422), and a replay while the first is still running is told to wait (409). Keys are
+scoped to the credential's owner and kept at least 24 h.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+
+import msgspec
+from litestar import MediaType, Request, Response
+from litestar.exceptions import ClientException, HTTPException
+from sqlalchemy import delete, update
+from sqlalchemy.dialects.postgresql import insert
+
+from backend.auth import OrgCaller, TechnicianCaller
+from backend.db.models import IdempotentRequest
+
+HEADER = "idempotency-key"
+RETENTION = timedelta(hours=48)
+
+
+def _scope(request: Request) -> str:
+    user = request.user
+    if isinstance(user, OrgCaller):
+        return f"org:{user.org_id}"
+    if isinstance(user, TechnicianCaller):
+        return f"technician:{user.technician_id}"
+    return "operator"
+
+
+async def idempotent(request: Request, run: Callable[[], Awaitable[tuple[int, bytes]]]) -> Response:
+    """Run `run` (which returns status and JSON body) at most once per Idempotency-Key."""
+    key = request.headers.get(HEADER)
+    if key is None:
+        status, body = await _run(run)
+        return Response(body, status_code=status, media_type=MediaType.JSON)
+    if not 1 <= len(key) <= 255:
+        raise ClientException("Idempotency-Key: must be 1 to 255 characters", status_code=400)
+    fingerprint = hashlib.sha256(
+        request.method.encode() + b" " + request.url.path.encode() + b"\n" + await request.body()
+    ).digest()
+    scope = _scope(request)
+    sessionmaker = request.app.state.sessionmaker
+    async with sessionmaker() as session:
+        claimed = await session.scalar(
+            insert(IdempotentRequest)
+            .values(scope=scope, key=key, fingerprint=fingerprint, created_at=datetime.now(UTC))
+            .on_conflict_do_nothing()
+            .returning(IdempotentRequest.key)
+        )
+        await session.commit()
+        if claimed is None:
+            stored = await session.get(IdempotentRequest, (scope, key))
+            if stored is None or stored.fingerprint != fingerprint:
+                raise ClientException("Idempotency-Key: already used with a different request", status_code=422)
+            if stored.status_code is None:
+                raise ClientException(
+                    "Idempotency-Key: the first request with this key is still running", status_code=409
+                )
+            return Response(stored.response_body, status_code=stored.status_code, media_type=MediaType.JSON)
+    try:
+        status, body = await _run(run)
+    except BaseException:
+        # A failure that is not an answer (a crash, a 5xx) leaves the key free for a retry.
+        async with sessionmaker() as session:
+            await session.execute(
+                delete(IdempotentRequest).where(IdempotentRequest.scope == scope, IdempotentRequest.key == key)
+            )
+            await session.commit()
+        raise
+    async with sessionmaker() as session:
+        await session.execute(
+            update(IdempotentRequest)
+            .where(IdempotentRequest.scope == scope, IdempotentRequest.key == key)
+            .values(status_code=status, response_body=body)
+        )
+        await session.commit()
+    return Response(body, status_code=status, media_type=MediaType.JSON)
+
+
+async def _run(run: Callable[[], Awaitable[tuple[int, bytes]]]) -> tuple[int, bytes]:
+    """4xx answers are answers: they are stored and replayed like successes."""
+    try:
+        return await run()
+    except HTTPException as exc:
+        if exc.status_code >= 500:
+            raise
+        body = {"status_code": exc.status_code, "detail": exc.detail}
+        if exc.extra:
+            body["extra"] = exc.extra
+        return exc.status_code, msgspec.json.encode(body)
+
+
+async def purge_expired(sessionmaker, now: datetime) -> int:
+    async with sessionmaker() as session:
+        result = await session.execute(delete(IdempotentRequest).where(IdempotentRequest.created_at < now - RETENTION))
+        await session.commit()
+        return result.rowcount

@@ -1,0 +1,243 @@
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated
+
+import msgspec
+from litestar import Controller, Request, Response, get, post
+from litestar.exceptions import ClientException, NotFoundException, ValidationException
+from litestar.params import FromPath, FromQuery, JSONBody, Parameter
+
+from backend.auth import org_only, technician_only
+from backend.db.engine import DbSession
+from backend.idempotency import idempotent
+from backend.jobs import flows, services
+from backend.jobs.schemas import (
+    AssignBody,
+    BackOutBody,
+    CancelBody,
+    CandidateOut,
+    Candidates,
+    ExcludedOut,
+    JobCreate,
+    JobOut,
+    JobStatus,
+    TechnicianJob,
+)
+from backend.pagination import Cursor, Limit
+from backend.schemas import Page
+
+NO_JOB = "no such job in this organisation"
+
+
+def conflict(exc: flows.Conflict) -> ClientException:
+    return ClientException(exc.detail, status_code=409, extra=exc.extra or None)
+
+
+def validate_job(data: JobCreate, now: datetime) -> None:
+    if data.window.end <= data.window.start:
+        raise ValidationException(
+            "window.end: must be after window.start", extra=[{"key": "window.end", "source": "body"}]
+        )
+    if data.window.end <= now:
+        raise ValidationException("window.end: is in the past", extra=[{"key": "window.end", "source": "body"}])
+    for i, wave in enumerate(data.dispatch.waves):
+        if len(set(wave.tiers)) != len(wave.tiers):
+            key = f"dispatch.waves[{i}].tiers"
+            raise ValidationException(f"{key}: tiers must not repeat", extra=[{"key": key, "source": "body"}])
+
+
+class JobController(Controller):
+    path = "/v1/jobs"
+    tags = ["jobs"]
+    guards = [org_only]
+
+    @post(
+        "/",
+        operation_id="postJob",
+        summary="Post a job (and, unless dispatch.auto is false, start offering it)",
+        description=(
+            "Honours `Idempotency-Key`. Default dispatch: one wave, both tiers, 50 km, 10 offers, 120 s. "
+            "`estimated_hours` defaults to the window's length. 400/422 name the bad field: window end before "
+            "start or in the past, repeated tiers, out-of-range values."
+        ),
+    )
+    async def post_job(self, request: Request, data: JSONBody[JobCreate], db_session: DbSession) -> Response[JobOut]:
+        now = datetime.now(UTC)
+        validate_job(data, now)
+        org_id = request.user.org_id
+
+        async def run() -> tuple[int, bytes]:
+            job_id = await flows.post_job(org_id, data, session=db_session, queue=request.app.state.queue, now=now)
+            return 201, msgspec.json.encode(await services.read(org_id, job_id, session=db_session))
+
+        return await idempotent(request, run)
+
+    @get("/", operation_id="listJobs", summary="This organisation's jobs, newest first")
+    async def list_jobs(
+        self,
+        request: Request,
+        db_session: DbSession,
+        status: FromQuery[JobStatus | None] = None,
+        limit: Limit = 50,
+        cursor: Cursor = None,
+    ) -> Page[JobOut]:
+        return await services.list_jobs(
+            request.user.org_id, status=status, limit=limit, cursor=cursor, session=db_session
+        )
+
+    @get("/{job_id:uuid}", operation_id="getJob", summary="A job with its offers and timeline")
+    async def read(self, request: Request, job_id: FromPath[uuid.UUID], db_session: DbSession) -> JobOut:
+        out = await services.read(request.user.org_id, job_id, session=db_session)
+        if out is None:
+            raise NotFoundException(NO_JOB)
+        return out
+
+    @get(
+        "/{job_id:uuid}/candidates",
+        operation_id="getJobCandidates",
+        summary="The ranked eligible technicians for this job now",
+        description=(
+            "Under wave `wave` (default: the current wave, or 1 before dispatch). `components` are the parts of "
+            "the score and add up to it. `explain=true` also lists every pool member left out with all its "
+            "reasons. Reading candidates offers nothing."
+        ),
+    )
+    async def candidates(
+        self,
+        request: Request,
+        job_id: FromPath[uuid.UUID],
+        db_session: DbSession,
+        wave: Annotated[int | None, Parameter(ge=1, le=10)] = None,
+        limit: Annotated[int, Parameter(ge=1, le=200)] = 10,
+        explain: FromQuery[bool] = False,
+    ) -> Candidates:
+        org_id = request.user.org_id
+        row = await services.load(org_id, job_id, session=db_session)
+        if row is None:
+            raise NotFoundException(NO_JOB)
+        waves = services.waves(row.Job)
+        number = wave or max(row.Job.current_wave, 1)
+        if number > len(waves):
+            raise ValidationException(
+                f"wave: this job has {len(waves)} wave(s)", extra=[{"key": "wave", "source": "query"}]
+            )
+        result = await services.match(
+            org_id,
+            row,
+            services.wave_spec(waves[number - 1]),
+            datetime.now(UTC),
+            limit=limit,
+            explain=explain,
+            session=db_session,
+        )
+        return Candidates(
+            wave=number,
+            items=[msgspec.convert(msgspec.to_builtins(c), CandidateOut) for c in result.candidates],
+            excluded=[ExcludedOut(technician_id=e.technician_id, reasons=e.reasons) for e in result.excluded]
+            if explain
+            else None,
+        )
+
+    async def _act(self, request: Request, job_id: uuid.UUID, db_session, action) -> Response[JobOut]:
+        org_id = request.user.org_id
+
+        async def run() -> tuple[int, bytes]:
+            try:
+                await action(org_id, datetime.now(UTC))
+            except LookupError:
+                raise NotFoundException(NO_JOB) from None
+            except flows.Conflict as exc:
+                await db_session.rollback()
+                raise conflict(exc) from None
+            return 200, msgspec.json.encode(await services.read(org_id, job_id, session=db_session))
+
+        return await idempotent(request, run)
+
+    @post(
+        "/{job_id:uuid}/dispatch", operation_id="dispatchJob", status_code=200, summary="Start or restart dispatching"
+    )
+    async def dispatch(self, request: Request, job_id: FromPath[uuid.UUID], db_session: DbSession) -> Response[JobOut]:
+        queue = request.app.state.queue
+        return await self._act(
+            request,
+            job_id,
+            db_session,
+            lambda org, now: flows.dispatch(org, job_id, session=db_session, queue=queue, now=now),
+        )
+
+    @post(
+        "/{job_id:uuid}/assign",
+        operation_id="assignJob",
+        status_code=200,
+        summary="Assign a technician directly",
+        description="409 with `extra.reasons` (the `explain` reasons) when the technician is not eligible.",
+    )
+    async def assign(
+        self, request: Request, job_id: FromPath[uuid.UUID], data: JSONBody[AssignBody], db_session: DbSession
+    ) -> Response[JobOut]:
+        queue = request.app.state.queue
+
+        async def action(org, now):
+            try:
+                await flows.assign(org, job_id, data.technician_id, session=db_session, queue=queue, now=now)
+            except LookupError as exc:
+                if exc.args and exc.args[0] == data.technician_id:
+                    raise NotFoundException("no such technician in this organisation's pool") from None
+                raise
+
+        return await self._act(request, job_id, db_session, action)
+
+    @post("/{job_id:uuid}/cancel", operation_id="cancelJob", status_code=200, summary="Cancel a job")
+    async def cancel(
+        self,
+        request: Request,
+        job_id: FromPath[uuid.UUID],
+        db_session: DbSession,
+        data: JSONBody[CancelBody | None] = None,
+    ) -> Response[JobOut]:
+        queue = request.app.state.queue
+        reason = data.reason if data else None
+        return await self._act(
+            request,
+            job_id,
+            db_session,
+            lambda org, now: flows.cancel(org, job_id, reason, session=db_session, queue=queue, now=now),
+        )
+
+
+class TechnicianJobController(Controller):
+    path = "/v1/jobs"
+    tags = ["technician"]
+    guards = [technician_only]
+
+    @post(
+        "/{job_id:uuid}/back-out",
+        operation_id="backOutOfJob",
+        status_code=200,
+        summary="Give an assigned job back; dispatch resumes with the next wave",
+    )
+    async def back_out(
+        self, request: Request, job_id: FromPath[uuid.UUID], data: JSONBody[BackOutBody], db_session: DbSession
+    ) -> Response[TechnicianJob]:
+        technician_id = request.user.technician_id
+
+        async def run() -> tuple[int, bytes]:
+            try:
+                await flows.back_out(
+                    job_id,
+                    technician_id,
+                    data.reason,
+                    session=db_session,
+                    queue=request.app.state.queue,
+                    now=datetime.now(UTC),
+                )
+            except LookupError:
+                raise NotFoundException("no such job assigned to you") from None
+            except flows.Conflict as exc:
+                await db_session.rollback()
+                raise conflict(exc) from None
+            return 200, msgspec.json.encode(await services.technician_view(job_id, session=db_session))
+
+        return await idempotent(request, run)

@@ -1,0 +1,382 @@
+"""Dispatch: the state changes of a job and its offers, with their side effects.
+
+Every function here runs inside the caller's session and commits once: the job, its offers, its
+timeline and the queued work (pushes, the wave's deadline) land together or not at all.
+
+Waves: a wave offers the job to its `max_offers` best candidates, each offer living `offer_ttl_s`. When
+the wave's offers have all been declined, or its deadline passes, the next wave starts; with none left
+the job is `unfilled`. Nobody is offered the same job twice (a unique constraint backs this up).
+"""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import msgspec
+import procrastinate
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from backend.db.geo import point
+from backend.db.models import Job, JobEvent, Offer
+from backend.jobs import services
+from backend.jobs.schemas import JobCreate, Wave
+from backend.queue import defer
+from matching import WaveSpec
+
+DISPATCHABLE = ("open", "unfilled")
+CANCELLABLE = ("open", "offering", "assigned", "en_route", "on_site", "unfilled")
+
+
+class Conflict(Exception):
+    """The job or offer is not in a state that allows this; answered with 409."""
+
+    def __init__(self, detail: str, **extra) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.extra = extra
+
+
+def _event(session: AsyncSession, job_id: uuid.UUID, type_: str, now: datetime, **data) -> None:
+    session.add(JobEvent(job_id=job_id, type=type_, at=now, data=data))
+
+
+async def post_job(
+    org_id: uuid.UUID, data: JobCreate, *, session: AsyncSession, queue: procrastinate.App, now: datetime
+) -> uuid.UUID:
+    hours = data.estimated_hours or (data.window.end - data.window.start).total_seconds() / 3600
+    job = Job(
+        org_id=org_id,
+        status="open",
+        title=data.title.strip(),
+        description=data.description,
+        external_ref=data.external_ref,
+        skills=sorted({s.strip().lower() for s in data.skills}),
+        location=point(data.location.lat, data.location.lon),
+        address=data.address,
+        window_start=data.window.start,
+        window_end=data.window.end,
+        estimated_hours=round(hours, 3),
+        pay=msgspec.to_builtins(data.pay) if data.pay else None,
+        customer=msgspec.to_builtins(data.customer),
+        dispatch=msgspec.to_builtins(data.dispatch),
+        # 256 bits: the customer's link must not be guessable.
+        tracking_token=secrets.token_urlsafe(32),
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(job)
+    await session.flush()
+    _event(session, job.id, "posted", now)
+    if data.dispatch.auto:
+        row = await services.load(org_id, job.id, session=session, lock=True)
+        await _next_wave(org_id, row, session=session, queue=queue, now=now)
+    await session.commit()
+    return job.id
+
+
+async def dispatch(
+    org_id: uuid.UUID, job_id: uuid.UUID, *, session: AsyncSession, queue: procrastinate.App, now: datetime
+) -> None:
+    row = await _locked(org_id, job_id, session)
+    if row.Job.status not in DISPATCHABLE:
+        raise Conflict(f"a job that is {row.Job.status} cannot be dispatched", status=row.Job.status)
+    if row.Job.status == "unfilled":
+        row.Job.current_wave = 0  # a restart walks the waves again; earlier offerees stay excluded
+    _event(session, job_id, "dispatch_started", now)
+    await _next_wave(org_id, row, session=session, queue=queue, now=now)
+    await session.commit()
+
+
+async def _locked(org_id: uuid.UUID, job_id: uuid.UUID, session: AsyncSession):
+    row = await services.load(org_id, job_id, session=session, lock=True)
+    if row is None:
+        raise LookupError(job_id)
+    return row
+
+
+async def _next_wave(org_id: uuid.UUID, row, *, session: AsyncSession, queue: procrastinate.App, now: datetime) -> None:
+    """Start the next wave that has anyone to offer the job to; with none left the job is unfilled."""
+    job: Job = row.Job
+    all_waves = services.waves(job)
+    while job.current_wave < len(all_waves):
+        job.current_wave += 1
+        wave: Wave = all_waves[job.current_wave - 1]
+        result = await services.match(
+            org_id, row, services.wave_spec(wave), now, limit=wave.max_offers, session=session
+        )
+        if not result.candidates:
+            _event(session, job.id, "wave_empty", now, wave=job.current_wave)
+            continue
+        expires_at = now + timedelta(seconds=wave.offer_ttl_s)
+        offers = [
+            Offer(
+                id=uuid.uuid4(),
+                job_id=job.id,
+                technician_id=c.technician_id,
+                wave=job.current_wave,
+                status="pending",
+                distance_m=c.distance_m,
+                created_at=now,
+                expires_at=expires_at,
+            )
+            for c in result.candidates
+        ]
+        session.add_all(offers)
+        job.status = "offering"
+        job.updated_at = now
+        _event(session, job.id, "wave_started", now, wave=job.current_wave, offers=len(offers))
+        await session.flush()
+        await defer(
+            session,
+            queue,
+            "deliver_push",
+            messages=[
+                {
+                    "technician_id": str(o.technician_id),
+                    "data": {
+                        "type": "job_offer",
+                        "offer_id": str(o.id),
+                        "job_id": str(job.id),
+                        "expires_at": expires_at.isoformat(),
+                    },
+                    "title": f"New job: {job.title}",
+                    "body": f"{o.distance_m / 1000:.1f} km away — reply before {expires_at:%H:%M} UTC",
+                    "ttl_s": wave.offer_ttl_s,
+                }
+                for o in offers
+            ],
+        )
+        await defer(session, queue, "close_wave", at=expires_at, job_id=str(job.id), wave=job.current_wave)
+        return
+    job.status = "unfilled"
+    job.updated_at = now
+    _event(session, job.id, "unfilled", now)
+
+
+async def _withdraw_pending(
+    job_id: uuid.UUID, *, session: AsyncSession, queue: procrastinate.App, now: datetime, status: str = "withdrawn"
+) -> None:
+    """End the job's pending offers and tell the phones (the offer is gone, whatever the reason)."""
+    ended = (
+        await session.execute(
+            update(Offer)
+            .where(Offer.job_id == job_id, Offer.status == "pending")
+            .values(status=status, responded_at=now if status == "withdrawn" else None)
+            .returning(Offer.id, Offer.technician_id)
+        )
+    ).all()
+    if ended:
+        await defer(
+            session,
+            queue,
+            "deliver_push",
+            messages=[
+                {
+                    "technician_id": str(o.technician_id),
+                    "data": {"type": "offer_withdrawn", "offer_id": str(o.id), "job_id": str(job_id)},
+                }
+                for o in ended
+            ],
+        )
+
+
+async def accept(
+    offer_id: uuid.UUID, technician_id: uuid.UUID, *, session: AsyncSession, queue: procrastinate.App, now: datetime
+) -> tuple[uuid.UUID, uuid.UUID]:
+    """Exactly one accept per job wins: the job row moves from `offering` to `assigned` once.
+
+    Like every flow here it locks the job row before touching its offers, so that accepts, declines and
+    the wave's deadline take turns on a job and never deadlock.
+    """
+    job_id = await session.scalar(
+        select(Offer.job_id).where(Offer.id == offer_id, Offer.technician_id == technician_id)
+    )
+    if job_id is None:
+        raise LookupError(offer_id)
+    job = await session.scalar(select(Job).where(Job.id == job_id).with_for_update())
+    offer = await session.scalar(select(Offer).where(Offer.id == offer_id).execution_options(populate_existing=True))
+    if offer.status == "pending" and offer.expires_at > now and job.status != "offering":
+        raise Conflict("this job has already been taken", status="taken")
+    if offer.status != "pending" or offer.expires_at <= now:
+        raise Conflict(f"this offer is {'expired' if offer.status == 'pending' else offer.status}", status=offer.status)
+    job.status = "assigned"
+    job.technician_id = technician_id
+    job.updated_at = now
+    org_id = job.org_id
+    offer.status = "accepted"
+    offer.responded_at = now
+    await session.flush()
+    _event(session, offer.job_id, "accepted", now, technician_id=str(technician_id), offer_id=str(offer_id))
+    _event(session, offer.job_id, "assigned", now, technician_id=str(technician_id), by="offer")
+    await _withdraw_pending(offer.job_id, session=session, queue=queue, now=now)
+    await session.commit()
+    return org_id, offer.job_id
+
+
+async def decline(
+    offer_id: uuid.UUID,
+    technician_id: uuid.UUID,
+    reason: str | None,
+    *,
+    session: AsyncSession,
+    queue: procrastinate.App,
+    now: datetime,
+) -> None:
+    offer = await session.scalar(select(Offer).where(Offer.id == offer_id, Offer.technician_id == technician_id))
+    if offer is None:
+        raise LookupError(offer_id)
+    job_row = await services.load_any(offer.job_id, session=session, lock=True)
+    await session.refresh(offer)
+    if offer.status != "pending" or offer.expires_at <= now:
+        raise Conflict(f"this offer is {'expired' if offer.status == 'pending' else offer.status}", status=offer.status)
+    offer.status = "declined"
+    offer.responded_at = now
+    offer.reason = reason
+    _event(session, offer.job_id, "declined", now, technician_id=str(technician_id), wave=offer.wave, reason=reason)
+    await session.flush()
+    job: Job = job_row.Job
+    if job.status == "offering" and offer.wave == job.current_wave and not await _pending_in_wave(job, session):
+        await _next_wave(job.org_id, job_row, session=session, queue=queue, now=now)
+    await session.commit()
+
+
+async def _pending_in_wave(job: Job, session: AsyncSession) -> int:
+    return await session.scalar(
+        select(func.count())
+        .select_from(Offer)
+        .where(Offer.job_id == job.id, Offer.wave == job.current_wave, Offer.status == "pending")
+    )
+
+
+async def close_wave(
+    job_id: uuid.UUID, wave: int, *, session: AsyncSession, queue: procrastinate.App, now: datetime
+) -> None:
+    """A wave's deadline: its unanswered offers expire and, if the job is still waiting, the next wave starts."""
+    row = await services.load_any(job_id, session=session, lock=True)
+    if row is None:
+        return
+    job: Job = row.Job
+    expired = (
+        await session.execute(
+            update(Offer)
+            .where(Offer.job_id == job_id, Offer.wave == wave, Offer.status == "pending")
+            .values(status="expired")
+            .returning(Offer.id, Offer.technician_id)
+        )
+    ).all()
+    if expired:
+        _event(session, job_id, "offers_expired", now, wave=wave, offers=len(expired))
+        await defer(
+            session,
+            queue,
+            "deliver_push",
+            messages=[
+                {
+                    "technician_id": str(o.technician_id),
+                    "data": {"type": "offer_withdrawn", "offer_id": str(o.id), "job_id": str(job_id)},
+                }
+                for o in expired
+            ],
+        )
+    if job.status == "offering" and job.current_wave == wave:
+        await _next_wave(job.org_id, row, session=session, queue=queue, now=now)
+    await session.commit()
+
+
+async def cancel(
+    org_id: uuid.UUID,
+    job_id: uuid.UUID,
+    reason: str | None,
+    *,
+    session: AsyncSession,
+    queue: procrastinate.App,
+    now: datetime,
+) -> None:
+    row = await _locked(org_id, job_id, session)
+    job: Job = row.Job
+    if job.status not in CANCELLABLE:
+        raise Conflict(f"a job that is {job.status} cannot be cancelled", status=job.status)
+    job.status = "cancelled"
+    job.updated_at = now
+    _event(session, job_id, "cancelled", now, reason=reason)
+    await _withdraw_pending(job_id, session=session, queue=queue, now=now)
+    await session.commit()
+
+
+async def assign(
+    org_id: uuid.UUID,
+    job_id: uuid.UUID,
+    technician_id: uuid.UUID,
+    *,
+    session: AsyncSession,
+    queue: procrastinate.App,
+    now: datetime,
+) -> None:
+    """A dispatcher's direct assignment, refused with the reasons when the technician is not eligible."""
+    row = await _locked(org_id, job_id, session)
+    job: Job = row.Job
+    if job.status not in ("open", "offering", "unfilled"):
+        raise Conflict(f"a job that is {job.status} cannot be assigned", status=job.status)
+    # Any tier, as far as the technician's own service radius reaches; having been offered the job before
+    # does not stand in a dispatcher's way.
+    wave = WaveSpec(tiers=frozenset({"preferred", "approved"}), radius_km=500)
+    result = await services.match(org_id, row, wave, now, limit=1, explain=True, session=session)
+    reasons = next((e.reasons for e in result.excluded if e.technician_id == technician_id), None)
+    if reasons is not None:
+        reasons = [r for r in reasons if r != "already_offered"]
+    elif all(c.technician_id != technician_id for c in result.candidates) and not await services.in_pool(
+        org_id, technician_id, session=session
+    ):
+        raise LookupError(technician_id)
+    if reasons:
+        raise Conflict("this technician is not eligible for this job", reasons=reasons)
+    job.status = "assigned"
+    job.technician_id = technician_id
+    job.updated_at = now
+    _event(session, job_id, "assigned", now, technician_id=str(technician_id), by="dispatcher")
+    await _withdraw_pending(job_id, session=session, queue=queue, now=now)
+    await defer(
+        session,
+        queue,
+        "deliver_push",
+        messages=[
+            {
+                "technician_id": str(technician_id),
+                "data": {"type": "job_assigned", "job_id": str(job_id)},
+                "title": f"Job assigned: {job.title}",
+                "body": f"On site {job.window_start:%a %d %b %H:%M} UTC",
+            }
+        ],
+    )
+    await session.commit()
+
+
+async def back_out(
+    job_id: uuid.UUID,
+    technician_id: uuid.UUID,
+    reason: str,
+    *,
+    session: AsyncSession,
+    queue: procrastinate.App,
+    now: datetime,
+) -> None:
+    """The assigned technician gives the job back: dispatch resumes with the next wave by itself."""
+    row = await services.load_any(job_id, session=session, lock=True)
+    if row is None or row.Job.technician_id != technician_id:
+        raise LookupError(job_id)
+    job: Job = row.Job
+    if job.status not in ("assigned", "en_route"):
+        raise Conflict(f"a job that is {job.status} cannot be backed out of", status=job.status)
+    job.status = "offering"
+    job.technician_id = None
+    job.updated_at = now
+    _event(session, job_id, "backed_out", now, technician_id=str(technician_id), reason=reason)
+    await _next_wave(job.org_id, row, session=session, queue=queue, now=now)
+    await session.commit()
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)

@@ -1,0 +1,246 @@
+"""Reading jobs, and the matching call that every dispatch decision goes through."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+
+import msgspec
+from sqlalchemy import select, tuple_
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from backend.db.geo import lat_of, lon_of
+from backend.db.models import Job, JobEvent, Offer, PoolMembership, Technician
+from backend.jobs.schemas import (
+    Customer,
+    Dispatch,
+    EventOut,
+    JobOut,
+    JobSummary,
+    MyOffer,
+    OfferOut,
+    Pay,
+    TechnicianJob,
+    TechnicianRef,
+    Wave,
+    Window,
+)
+from backend.pagination import decode_cursor, encode_cursor
+from backend.schemas import LatLon, Page
+from matching import JobSpec, MatchResult, MatchSettings, WaveSpec, evaluate, is_asap, retrieval
+
+MATCH_SETTINGS = MatchSettings()
+MAX_WALK = 200_000
+
+
+def job_columns():
+    return (Job, lat_of(Job.location).label("lat"), lon_of(Job.location).label("lon"))
+
+
+async def load(org_id: uuid.UUID, job_id: uuid.UUID, *, session: AsyncSession, lock: bool = False):
+    """The job with its coordinates, or None when it does not exist in this organisation."""
+    query = select(*job_columns()).where(Job.id == job_id, Job.org_id == org_id)
+    if lock:
+        query = query.with_for_update(of=Job).execution_options(populate_existing=True)
+    return (await session.execute(query)).first()
+
+
+async def load_any(job_id: uuid.UUID, *, session: AsyncSession, lock: bool = False):
+    """The job whatever its organisation: for flows started by a technician or by the queue."""
+    query = select(*job_columns()).where(Job.id == job_id).execution_options(populate_existing=True)
+    if lock:
+        query = query.with_for_update(of=Job)
+    return (await session.execute(query)).first()
+
+
+async def in_pool(org_id: uuid.UUID, technician_id: uuid.UUID, *, session: AsyncSession) -> bool:
+    return await session.get(PoolMembership, (org_id, technician_id)) is not None
+
+
+def spec(row) -> JobSpec:
+    job = row.Job
+    return JobSpec(
+        job_id=job.id,
+        skills=frozenset(job.skills),
+        lat=row.lat,
+        lon=row.lon,
+        window_start=job.window_start,
+        window_end=job.window_end,
+    )
+
+
+def waves(job: Job) -> list[Wave]:
+    return msgspec.convert(job.dispatch, Dispatch).waves
+
+
+def wave_spec(wave: Wave) -> WaveSpec:
+    return WaveSpec(tiers=frozenset(wave.tiers), radius_km=wave.radius_km)
+
+
+async def match(
+    org_id: uuid.UUID,
+    row,
+    wave: WaveSpec,
+    now: datetime,
+    *,
+    limit: int,
+    explain: bool = False,
+    pool_size: int | None = None,
+    session: AsyncSession,
+) -> MatchResult:
+    """Ranked candidates for a job under a wave: a bounded KNN walk, then the pure core."""
+    job = spec(row)
+    asap = is_asap(job, now, MATCH_SETTINGS)
+    pool_size = pool_size or max(limit, MATCH_SETTINGS.pool_size)
+    settings = msgspec.structs.replace(MATCH_SETTINGS, pool_size=pool_size)
+    fresh_since = now - timedelta(seconds=settings.fresh_location_s)
+    if explain:
+        params = retrieval.query_params(org_id, job, wave, fresh_since=fresh_since, pool_size=pool_size, k=0)
+        rows = (await session.execute(retrieval.WHOLE_POOL, {**params, "asap": asap})).all()
+    else:
+        k = pool_size * 4
+        while True:
+            params = retrieval.query_params(org_id, job, wave, fresh_since=fresh_since, pool_size=pool_size, k=k)
+            rows = (await session.execute(retrieval.nearest_query(asap), params)).all()
+            if k >= MAX_WALK or not retrieval.needs_wider_walk(
+                rows, k=k, pool_size=pool_size, radius_km=wave.radius_km
+            ):
+                break
+            k *= 8
+        rows = [r for r in rows if r.technician_id is not None]
+    members = [retrieval.snapshot(r) for r in rows]
+    distances = {r.technician_id: r.distance_m for r in rows if r.distance_m is not None}
+    return evaluate(job, wave, members, now, settings=settings, limit=limit, explain=explain, distances=distances)
+
+
+def _out(row, technician: TechnicianRef | None, offers=None, events=None) -> JobOut:
+    job: Job = row.Job
+    return JobOut(
+        id=job.id,
+        status=job.status,
+        title=job.title,
+        skills=list(job.skills),
+        location=LatLon(lat=row.lat, lon=row.lon),
+        window=Window(start=job.window_start, end=job.window_end),
+        customer=msgspec.convert(job.customer, Customer),
+        dispatch=msgspec.convert(job.dispatch, Dispatch),
+        estimated_hours=job.estimated_hours,
+        current_wave=job.current_wave,
+        technician=technician,
+        tracking_token=job.tracking_token,
+        created_at=job.created_at,
+        description=job.description,
+        external_ref=job.external_ref,
+        address=job.address,
+        pay=msgspec.convert(job.pay, Pay) if job.pay else None,
+        offers=offers,
+        events=events,
+    )
+
+
+async def read(org_id: uuid.UUID, job_id: uuid.UUID, *, session: AsyncSession) -> JobOut | None:
+    row = await load(org_id, job_id, session=session)
+    if row is None:
+        return None
+    return await detail(row, session=session)
+
+
+async def detail(row, *, session: AsyncSession) -> JobOut:
+    job: Job = row.Job
+    technician = None
+    if job.technician_id is not None:
+        name = await session.scalar(select(Technician.name).where(Technician.id == job.technician_id))
+        technician = TechnicianRef(id=job.technician_id, name=name)
+    offers = [
+        OfferOut(id=o.id, technician_id=o.technician_id, status=o.status, wave=o.wave, expires_at=o.expires_at)
+        for o in await session.scalars(
+            select(Offer).where(Offer.job_id == job.id).order_by(Offer.wave, Offer.created_at, Offer.id)
+        )
+    ]
+    events = [
+        EventOut(at=e.at, type=e.type, data=e.data)
+        for e in await session.scalars(select(JobEvent).where(JobEvent.job_id == job.id).order_by(JobEvent.id))
+    ]
+    return _out(row, technician, offers, events)
+
+
+async def list_jobs(
+    org_id: uuid.UUID, *, status: str | None, limit: int, cursor: str | None, session: AsyncSession
+) -> Page[JobOut]:
+    query = (
+        select(*job_columns(), Technician.name.label("technician_name"))
+        .outerjoin(Technician, Technician.id == Job.technician_id)
+        .where(Job.org_id == org_id)
+    )
+    if status is not None:
+        query = query.where(Job.status == status)
+    if cursor:
+        query = query.where(tuple_(Job.created_at, Job.id) < decode_cursor(cursor))
+    rows = (await session.execute(query.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit + 1))).all()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    items = [
+        _out(r, TechnicianRef(id=r.Job.technician_id, name=r.technician_name) if r.Job.technician_id else None)
+        for r in rows
+    ]
+    return Page(items=items, next_cursor=encode_cursor(rows[-1].Job.created_at, rows[-1].Job.id) if more else None)
+
+
+def _technician_job(row) -> TechnicianJob:
+    job: Job = row.Job
+    return TechnicianJob(
+        id=job.id,
+        status=job.status,
+        title=job.title,
+        skills=list(job.skills),
+        location=LatLon(lat=row.lat, lon=row.lon),
+        window=Window(start=job.window_start, end=job.window_end),
+        customer=msgspec.convert(job.customer, Customer),
+        description=job.description,
+        address=job.address,
+        pay=msgspec.convert(job.pay, Pay) if job.pay else None,
+    )
+
+
+async def technician_view(job_id: uuid.UUID, *, session: AsyncSession) -> TechnicianJob:
+    return _technician_job(await load_any(job_id, session=session))
+
+
+async def technician_jobs(technician_id: uuid.UUID, *, session: AsyncSession) -> list[TechnicianJob]:
+    rows = (
+        await session.execute(
+            select(*job_columns())
+            .where(Job.technician_id == technician_id)
+            .order_by(Job.window_start.desc())
+            .limit(200)
+        )
+    ).all()
+    return [_technician_job(r) for r in rows]
+
+
+async def pending_offers(technician_id: uuid.UUID, now: datetime, *, session: AsyncSession) -> list[MyOffer]:
+    rows = (
+        await session.execute(
+            select(*job_columns(), Offer.id.label("offer_id"), Offer.distance_m, Offer.expires_at)
+            .join(Offer, Offer.job_id == Job.id)
+            .where(Offer.technician_id == technician_id, Offer.status == "pending", Offer.expires_at > now)
+            .order_by(Offer.expires_at)
+        )
+    ).all()
+    return [
+        MyOffer(
+            id=r.offer_id,
+            job=JobSummary(
+                id=r.Job.id,
+                title=r.Job.title,
+                skills=list(r.Job.skills),
+                location=LatLon(lat=r.lat, lon=r.lon),
+                window=Window(start=r.Job.window_start, end=r.Job.window_end),
+                address=r.Job.address,
+                pay=msgspec.convert(r.Job.pay, Pay) if r.Job.pay else None,
+            ),
+            distance_m=r.distance_m,
+            expires_at=r.expires_at,
+        )
+        for r in rows
+    ]

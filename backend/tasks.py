@@ -1,0 +1,101 @@
+"""The queue's tasks: a wave's deadline and push delivery. They run in `truckroll worker` (or inside the
+server process with TRUCKROLL_WORKER=inprocess, as `make run` does)."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import procrastinate
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from backend.db.models import Device
+from notifications import PushMessage, PushSender
+
+log = logging.getLogger("truckroll.tasks")
+MAX_PUSH_ATTEMPTS = 8
+
+
+@dataclass
+class Runtime:
+    """What the tasks need, handed to the worker as its context."""
+
+    sessionmaker: async_sessionmaker[AsyncSession]
+    sender: PushSender
+
+
+def register(app: procrastinate.App) -> None:
+    @app.task(name="close_wave", queue="dispatch", pass_context=True)
+    async def close_wave(context: procrastinate.JobContext, job_id: str, wave: int) -> None:
+        from backend.jobs import flows
+
+        runtime: Runtime = context.additional_context["runtime"]
+        async with runtime.sessionmaker() as session:
+            await flows.close_wave(uuid.UUID(job_id), wave, session=session, queue=app, now=datetime.now(UTC))
+
+    @app.task(name="deliver_push", queue="push", pass_context=True)
+    async def deliver_push(context: procrastinate.JobContext, messages: list[dict], attempt: int = 0) -> None:
+        runtime: Runtime = context.additional_context["runtime"]
+        await push(runtime, app, messages, attempt)
+
+
+async def push(runtime: Runtime, app: procrastinate.App, messages: list[dict], attempt: int) -> None:
+    """Send to every registered device of each addressee; drop dead tokens; retry what FCM deferred."""
+    ids = {uuid.UUID(m["technician_id"]) for m in messages}
+    async with runtime.sessionmaker() as session:
+        devices = (
+            await session.execute(select(Device.technician_id, Device.token).where(Device.technician_id.in_(ids)))
+        ).all()
+    tokens: dict[uuid.UUID, list[str]] = {}
+    for technician_id, token in devices:
+        tokens.setdefault(technician_id, []).append(token)
+    outgoing: list[PushMessage] = []
+    by_token: dict[str, dict] = {}
+    for m in messages:
+        for token in tokens.get(uuid.UUID(m["technician_id"]), []):
+            outgoing.append(
+                PushMessage(
+                    token=token,
+                    data=m["data"],
+                    title=m.get("title"),
+                    body=m.get("body"),
+                    ttl_s=m.get("ttl_s"),
+                    high_priority=m["data"]["type"] == "job_offer",
+                    time_sensitive=m["data"]["type"] == "job_offer",
+                    collapse_key=m["data"].get("offer_id") or m["data"]["job_id"],
+                )
+            )
+            by_token[token] = m
+    if not outgoing:
+        return
+    report = await runtime.sender.send(outgoing)
+    if report.unregistered_tokens:
+        async with runtime.sessionmaker() as session:
+            await session.execute(delete(Device).where(Device.token.in_(report.unregistered_tokens)))
+            await session.commit()
+        log.info("dropped %d unregistered device tokens", len(report.unregistered_tokens))
+    retry = report.retryable
+    if retry and attempt + 1 < MAX_PUSH_ATTEMPTS:
+        delay = max(report.retry_after_s or 0, 2.0**attempt)
+        # A retry goes to every device of the technicians concerned: a rare duplicate beats a lost offer.
+        again = [by_token[msg.token] for msg in retry]
+        await (
+            app.tasks["deliver_push"]
+            .configure(schedule_at=datetime.now(UTC) + timedelta(seconds=delay))
+            .defer_async(messages=_dedupe(again), attempt=attempt + 1)
+        )
+    elif retry:
+        log.error("giving up on %d pushes after %d attempts", len(retry), MAX_PUSH_ATTEMPTS)
+
+
+def _dedupe(messages: list[dict]) -> list[dict]:
+    seen, out = set(), []
+    for m in messages:
+        key = (m["technician_id"], tuple(sorted(m["data"].items())))
+        if key not in seen:
+            seen.add(key)
+            out.append(m)
+    return out

@@ -1,0 +1,178 @@
+"""The PostGIS side of matching: fetch the pool members `evaluate` needs, without scanning the pool.
+
+The nearest-neighbour walk comes first (`ORDER BY position <-> job LIMIT k` on the GiST index), and the
+eligibility filters are applied to its result: a `WHERE ST_DWithin(...)` next to the KNN makes the planner
+choose a bitmap scan that is two orders of magnitude slower (DESIGN.md). When the `k` nearest positions
+hold fewer than `pool_size` eligible members but do not reach past the radius yet, `k` grows and the
+walk is repeated, so the result is exactly the `pool_size` nearest eligible members (the contract
+described in `matching.candidates`).
+
+Distances are measured on the sphere (`ST_Distance(a, b, false)`, like `<->`): the same great circle, on
+the same mean Earth radius, as `matching.candidates.haversine_m`, so the walk, the filters and the pure
+core agree to the millimetre.
+
+Live positions (`technicians.location`) serve ASAP jobs; home bases (`pool_memberships.home`) serve
+later ones. Both columns have GiST indexes. Only table and column names are known here: the module
+imports no application code.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import TextClause, text
+
+from matching.candidates import JobSpec, MemberSnapshot, WaveSpec
+
+_MEMBER_COLUMNS = """
+    m.technician_id, m.tier, m.active, m.skills, m.service_radius_km,
+    ST_Y(m.home::geometry) AS home_lat, ST_X(m.home::geometry) AS home_lon,
+    t.on_duty, ST_Y(t.location::geometry) AS location_lat, ST_X(t.location::geometry) AS location_lon,
+    t.location_recorded_at, t.speed_mps
+"""
+
+_BUSY = """
+    EXISTS (
+        SELECT 1 FROM jobs j
+        WHERE j.technician_id = m.technician_id AND j.id <> :job_id
+          AND j.status IN ('assigned', 'en_route', 'on_site')
+          AND j.window_start < :window_end AND j.window_end > :window_start
+    )
+"""
+
+
+def _offered(alias: str) -> str:
+    return f"EXISTS (SELECT 1 FROM offers o WHERE o.job_id = :job_id AND o.technician_id = {alias}.technician_id)"
+
+
+# Applied to the candidate rows `c` after the walk.
+_ELIGIBLE = f"""
+    c.active AND c.tier = ANY(:tiers) AND c.skills @> CAST(:skills AS text[])
+    AND c.distance_m <= LEAST(:radius_km, c.service_radius_km) * 1000
+    AND NOT {_BUSY.replace("m.technician_id", "c.technician_id")} AND NOT {_offered("c")}
+"""
+
+# ASAP: walk the live positions (any organisation's technicians share the index), then keep this
+# organisation's eligible members.
+NEAREST_LIVE = text(
+    f"""
+WITH near AS (
+    SELECT t.id, t.location <-> CAST(:point AS geography) AS knn_m
+    FROM technicians t
+    WHERE t.location IS NOT NULL
+    ORDER BY t.location <-> CAST(:point AS geography)
+    LIMIT :k
+),
+walk AS (SELECT count(*) AS walked, max(knn_m) AS reach FROM near),
+eligible AS (
+    SELECT * FROM (
+        SELECT {_MEMBER_COLUMNS}, ST_Distance(t.location, CAST(:point AS geography), false) AS distance_m
+        FROM near
+        JOIN technicians t ON t.id = near.id
+        JOIN pool_memberships m ON m.technician_id = t.id AND m.org_id = :org_id
+        WHERE t.on_duty AND t.location_recorded_at >= :fresh_since
+    ) c
+    WHERE {_ELIGIBLE}
+    ORDER BY distance_m, technician_id
+    LIMIT :pool_size
+)
+SELECT walk.walked, walk.reach, eligible.* FROM walk LEFT JOIN eligible ON true
+"""
+)
+
+# Later jobs: walk this organisation's home bases.
+NEAREST_HOME = text(
+    f"""
+WITH near AS (
+    SELECT m.technician_id, m.home <-> CAST(:point AS geography) AS knn_m
+    FROM pool_memberships m
+    WHERE m.org_id = :org_id
+    ORDER BY m.home <-> CAST(:point AS geography)
+    LIMIT :k
+),
+walk AS (SELECT count(*) AS walked, max(knn_m) AS reach FROM near),
+eligible AS (
+    SELECT * FROM (
+        SELECT {_MEMBER_COLUMNS}, ST_Distance(m.home, CAST(:point AS geography), false) AS distance_m
+        FROM near
+        JOIN pool_memberships m ON m.technician_id = near.technician_id AND m.org_id = :org_id
+        JOIN technicians t ON t.id = m.technician_id
+    ) c
+    WHERE {_ELIGIBLE}
+    ORDER BY distance_m, technician_id
+    LIMIT :pool_size
+)
+SELECT walk.walked, walk.reach, eligible.* FROM walk LEFT JOIN eligible ON true
+"""
+)
+
+# `explain`: every member of the pool, with what makes them busy or already offered.
+WHOLE_POOL = text(
+    f"""
+SELECT {_MEMBER_COLUMNS},
+    ST_Distance(CASE WHEN :asap THEN t.location ELSE m.home END, CAST(:point AS geography), false) AS distance_m,
+    ARRAY(
+        SELECT ARRAY[j.window_start, j.window_end] FROM jobs j
+        WHERE j.technician_id = m.technician_id AND j.id <> :job_id
+          AND j.status IN ('assigned', 'en_route', 'on_site')
+          AND j.window_start < :window_end AND j.window_end > :window_start
+    ) AS busy_windows,
+    {_offered("m")} AS already_offered
+FROM pool_memberships m JOIN technicians t ON t.id = m.technician_id
+WHERE m.org_id = :org_id
+"""
+)
+
+
+def point_wkt(lat: float, lon: float) -> str:
+    return f"SRID=4326;POINT({lon!r} {lat!r})"
+
+
+def query_params(
+    org_id: uuid.UUID, job: JobSpec, wave: WaveSpec, *, fresh_since: datetime, pool_size: int, k: int
+) -> dict:
+    return {
+        "org_id": org_id,
+        "job_id": job.job_id,
+        "point": point_wkt(job.lat, job.lon),
+        "tiers": sorted(wave.tiers),
+        "skills": sorted(job.skills),
+        "radius_km": wave.radius_km,
+        "window_start": job.window_start,
+        "window_end": job.window_end,
+        "fresh_since": fresh_since,
+        "pool_size": pool_size,
+        "k": k,
+    }
+
+
+def needs_wider_walk(rows: Sequence, *, k: int, pool_size: int, radius_km: float) -> bool:
+    """True when the walk stopped before finding `pool_size` eligible members or leaving the radius."""
+    walked, reach = rows[0].walked, rows[0].reach
+    found = sum(1 for r in rows if r.technician_id is not None)
+    return found < pool_size and walked == k and reach is not None and reach <= radius_km * 1000
+
+
+def snapshot(row, *, busy: bool = False) -> MemberSnapshot:
+    return MemberSnapshot(
+        technician_id=row.technician_id,
+        tier=row.tier,
+        active=row.active,
+        skills=frozenset(row.skills),
+        service_radius_km=row.service_radius_km,
+        home_lat=row.home_lat,
+        home_lon=row.home_lon,
+        on_duty=row.on_duty,
+        location_lat=row.location_lat,
+        location_lon=row.location_lon,
+        location_recorded_at=row.location_recorded_at,
+        speed_mps=row.speed_mps,
+        busy_windows=tuple((w[0], w[1]) for w in getattr(row, "busy_windows", None) or ()),
+        already_offered=bool(getattr(row, "already_offered", False)),
+    )
+
+
+def nearest_query(asap: bool) -> TextClause:
+    return NEAREST_LIVE if asap else NEAREST_HOME
