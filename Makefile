@@ -8,13 +8,14 @@ RUN = $(UV) run --frozen --no-progress
 # convention (unsigned tokens). The server refuses to start with it in production.
 DEV_AUTH = $(if $(filter production,$(TRUCKROLL_ENV)),,FIREBASE_AUTH_EMULATOR_HOST=$${FIREBASE_AUTH_EMULATOR_HOST:-127.0.0.1:9099})
 
-.PHONY: help setup run stop test lint fmt db-shell bench-pings
+.PHONY: help setup run stop test lint fmt db-shell bench-pings bench-match bench-dispatch
 
 help:
 	@echo "make run    - install what is missing, start the embedded PostGIS, migrate, seed the demo, serve the API"
 	@echo "make test   - the same set-up, then lint and the whole test suite"
 	@echo "make stop   - stop what make run started"
 	@echo "make bench-pings - location pings over HTTP against a no-I/O floor"
+	@echo "make bench-match - ranked candidates over 1,000,000 technicians against a bare KNN floor"
 
 setup:
 	@bash infra/bootstrap.sh
@@ -45,3 +46,6 @@ db-shell: setup
 
 bench-pings: setup
 	@$(DEV_AUTH) $(RUN) python -m bench.pings
+
+bench-match: setup
+	@$(RUN) python -m bench.match

@@ -99,9 +99,8 @@ def _validation_error(_: Request, exc: ValidationException) -> Response:
     """Litestar's shape, with `detail` naming the first bad field rather than only the route."""
     detail = exc.detail
     extra = exc.extra
-    if isinstance(extra, list) and extra and isinstance(extra[0], dict) and extra[0].get("key"):
-        first = extra[0]
-        detail = f"{first['key']}: {first.get('message', 'invalid value')}"
+    if isinstance(extra, list) and extra and isinstance(extra[0], dict) and extra[0].get("message"):
+        detail = f"{extra[0].get('key') or 'body'}: {extra[0]['message']}"
     body = {"status_code": exc.status_code, "detail": detail}
     if extra:
         body["extra"] = extra

@@ -26,6 +26,7 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
         created_at, row_id = msgspec.json.decode(raw, type=tuple[datetime, uuid.UUID])
     except (ValueError, msgspec.DecodeError, msgspec.ValidationError):
         raise ValidationException(
-            "cursor: not a cursor this API issued", extra=[{"key": "cursor", "source": "query"}]
+            "cursor: not a cursor this API issued",
+            extra=[{"key": "cursor", "source": "query", "message": "not a cursor this API issued"}],
         ) from None
     return created_at, row_id

@@ -7,7 +7,7 @@ hold fewer than `pool_size` eligible members but do not reach past the radius ye
 walk is repeated, so the result is exactly the `pool_size` nearest eligible members (the contract
 described in `matching.candidates`).
 
-Distances are measured on the sphere (`ST_Distance(a, b, false)`, like `<->`): the same great circle, on
+Distances are measured on the sphere (`<->` on geography, and `ST_Distance(a, b, false)`): the same great circle, on
 the same mean Earth radius, as `matching.candidates.haversine_m`, so the walk, the filters and the pure
 core agree to the millimetre.
 
@@ -26,59 +26,60 @@ from sqlalchemy import TextClause, text
 
 from matching.candidates import JobSpec, MemberSnapshot, WaveSpec
 
-_MEMBER_COLUMNS = """
-    m.technician_id, m.tier, m.active, m.skills, m.service_radius_km,
-    ST_Y(m.home::geometry) AS home_lat, ST_X(m.home::geometry) AS home_lon,
-    t.on_duty, ST_Y(t.location::geometry) AS location_lat, ST_X(t.location::geometry) AS location_lon,
-    t.location_recorded_at, t.speed_mps
-"""
-
 _BUSY = """
     EXISTS (
         SELECT 1 FROM jobs j
-        WHERE j.technician_id = m.technician_id AND j.id <> :job_id
+        WHERE j.technician_id = {who} AND j.id <> :job_id
           AND j.status IN ('assigned', 'en_route', 'on_site')
           AND j.window_start < :window_end AND j.window_end > :window_start
     )
 """
+_OFFERED = "EXISTS (SELECT 1 FROM offers o WHERE o.job_id = :job_id AND o.technician_id = {who})"
 
-
-def _offered(alias: str) -> str:
-    return f"EXISTS (SELECT 1 FROM offers o WHERE o.job_id = :job_id AND o.technician_id = {alias}.technician_id)"
-
-
-# Applied to the candidate rows `c` after the walk.
+# The membership and availability rules of `matching.candidates`, applied to the walked rows `w`.
 _ELIGIBLE = f"""
-    c.active AND c.tier = ANY(:tiers) AND c.skills @> CAST(:skills AS text[])
-    AND c.distance_m <= LEAST(:radius_km, c.service_radius_km) * 1000
-    AND NOT {_BUSY.replace("m.technician_id", "c.technician_id")} AND NOT {_offered("c")}
+    w.active AND w.tier = ANY(:tiers) AND w.skills @> CAST(:skills AS text[])
+    AND w.distance_m <= LEAST(:radius_km, w.service_radius_km) * 1000
+    AND NOT {_BUSY.format(who="w.technician_id")} AND NOT {_OFFERED.format(who="w.technician_id")}
 """
 
-# ASAP: walk the live positions (any organisation's technicians share the index), then keep this
-# organisation's eligible members.
+_SNAPSHOT = """
+    e.technician_id, e.tier, e.active, e.skills, e.service_radius_km,
+    ST_Y(e.home::geometry) AS home_lat, ST_X(e.home::geometry) AS home_lon,
+    t.on_duty, ST_Y(t.location::geometry) AS location_lat, ST_X(t.location::geometry) AS location_lon,
+    t.location_recorded_at, t.speed_mps, e.distance_m
+"""
+
+# ASAP: walk the live positions of on-duty technicians (a partial GiST index holds exactly those; any
+# organisation's technicians share it), then keep this organisation's eligible members.
 NEAREST_LIVE = text(
     f"""
 WITH near AS (
-    SELECT t.id, t.location <-> CAST(:point AS geography) AS knn_m
+    SELECT t.id, t.location_recorded_at, t.location <-> CAST(:point AS geography) AS distance_m
     FROM technicians t
-    WHERE t.location IS NOT NULL
+    WHERE t.on_duty AND t.location IS NOT NULL
     ORDER BY t.location <-> CAST(:point AS geography)
     LIMIT :k
 ),
-walk AS (SELECT count(*) AS walked, max(knn_m) AS reach FROM near),
+walk AS (SELECT count(*) AS walked, max(distance_m) AS reach FROM near),
 eligible AS (
-    SELECT * FROM (
-        SELECT {_MEMBER_COLUMNS}, ST_Distance(t.location, CAST(:point AS geography), false) AS distance_m
+    SELECT w.* FROM (
+        SELECT m.*, near.distance_m
         FROM near
-        JOIN technicians t ON t.id = near.id
-        JOIN pool_memberships m ON m.technician_id = t.id AND m.org_id = :org_id
-        WHERE t.on_duty AND t.location_recorded_at >= :fresh_since
-    ) c
+        -- A lookup by primary key for each walked position (LIMIT keeps the planner from turning the
+        -- walk's few thousand rows into a scan of the whole pool).
+        CROSS JOIN LATERAL (
+            SELECT m.technician_id, m.tier, m.active, m.skills, m.service_radius_km, m.home
+            FROM pool_memberships m WHERE m.org_id = :org_id AND m.technician_id = near.id LIMIT 1
+        ) m
+        WHERE near.location_recorded_at >= :fresh_since
+    ) w
     WHERE {_ELIGIBLE}
-    ORDER BY distance_m, technician_id
+    ORDER BY w.distance_m, w.technician_id
     LIMIT :pool_size
 )
-SELECT walk.walked, walk.reach, eligible.* FROM walk LEFT JOIN eligible ON true
+SELECT walk.walked, walk.reach, {_SNAPSHOT}
+FROM walk LEFT JOIN eligible e ON true LEFT JOIN technicians t ON t.id = e.technician_id
 """
 )
 
@@ -86,32 +87,64 @@ SELECT walk.walked, walk.reach, eligible.* FROM walk LEFT JOIN eligible ON true
 NEAREST_HOME = text(
     f"""
 WITH near AS (
-    SELECT m.technician_id, m.home <-> CAST(:point AS geography) AS knn_m
+    SELECT m.technician_id, m.tier, m.active, m.skills, m.service_radius_km, m.home,
+           m.home <-> CAST(:point AS geography) AS distance_m
     FROM pool_memberships m
     WHERE m.org_id = :org_id
     ORDER BY m.home <-> CAST(:point AS geography)
     LIMIT :k
 ),
-walk AS (SELECT count(*) AS walked, max(knn_m) AS reach FROM near),
+walk AS (SELECT count(*) AS walked, max(distance_m) AS reach FROM near),
 eligible AS (
-    SELECT * FROM (
-        SELECT {_MEMBER_COLUMNS}, ST_Distance(m.home, CAST(:point AS geography), false) AS distance_m
-        FROM near
-        JOIN pool_memberships m ON m.technician_id = near.technician_id AND m.org_id = :org_id
-        JOIN technicians t ON t.id = m.technician_id
-    ) c
+    SELECT w.* FROM near w
     WHERE {_ELIGIBLE}
-    ORDER BY distance_m, technician_id
+    ORDER BY w.distance_m, w.technician_id
     LIMIT :pool_size
 )
-SELECT walk.walked, walk.reach, eligible.* FROM walk LEFT JOIN eligible ON true
+SELECT walk.walked, walk.reach, {_SNAPSHOT}
+FROM walk LEFT JOIN eligible e ON true LEFT JOIN technicians t ON t.id = e.technician_id
+"""
+)
+
+# When the walk finds too few, the job's skills may be rare in the pool: then it is cheaper (and exact) to
+# measure every member who has them. This counts them, up to a cap, through the GIN index on skills.
+SKILLED_COUNT = text(
+    """
+SELECT count(*) AS skilled FROM (
+    SELECT 1 FROM pool_memberships m
+    WHERE m.org_id = :org_id AND m.skills @> CAST(:skills AS text[]) AND m.active
+    LIMIT :cap
+) s
+"""
+)
+
+SKILLED_NEAREST = text(
+    f"""
+WITH eligible AS (
+    SELECT w.* FROM (
+        SELECT m.technician_id, m.tier, m.active, m.skills, m.service_radius_km, m.home,
+               ST_Distance(CASE WHEN :asap THEN t.location ELSE m.home END, CAST(:point AS geography), false)
+                   AS distance_m
+        FROM pool_memberships m JOIN technicians t ON t.id = m.technician_id
+        WHERE m.org_id = :org_id AND m.skills @> CAST(:skills AS text[])
+          AND (NOT :asap OR (t.on_duty AND t.location IS NOT NULL AND t.location_recorded_at >= :fresh_since))
+    ) w
+    WHERE {_ELIGIBLE}
+    ORDER BY w.distance_m, w.technician_id
+    LIMIT :pool_size
+)
+SELECT 0 AS walked, NULL::float8 AS reach, {_SNAPSHOT}
+FROM eligible e JOIN technicians t ON t.id = e.technician_id
 """
 )
 
 # `explain`: every member of the pool, with what makes them busy or already offered.
 WHOLE_POOL = text(
     f"""
-SELECT {_MEMBER_COLUMNS},
+SELECT m.technician_id, m.tier, m.active, m.skills, m.service_radius_km,
+    ST_Y(m.home::geometry) AS home_lat, ST_X(m.home::geometry) AS home_lon,
+    t.on_duty, ST_Y(t.location::geometry) AS location_lat, ST_X(t.location::geometry) AS location_lon,
+    t.location_recorded_at, t.speed_mps,
     ST_Distance(CASE WHEN :asap THEN t.location ELSE m.home END, CAST(:point AS geography), false) AS distance_m,
     ARRAY(
         SELECT ARRAY[j.window_start, j.window_end] FROM jobs j
@@ -119,7 +152,7 @@ SELECT {_MEMBER_COLUMNS},
           AND j.status IN ('assigned', 'en_route', 'on_site')
           AND j.window_start < :window_end AND j.window_end > :window_start
     ) AS busy_windows,
-    {_offered("m")} AS already_offered
+    {_OFFERED.format(who="m.technician_id")} AS already_offered
 FROM pool_memberships m JOIN technicians t ON t.id = m.technician_id
 WHERE m.org_id = :org_id
 """

@@ -89,7 +89,11 @@ class Technician(Base):
     position) belongs to the person; what an organisation knows of them lives in PoolMembership."""
 
     __tablename__ = "technicians"
-    __table_args__ = (Index("ix_technicians_location", "location", postgresql_using="gist"),)
+    __table_args__ = (
+        Index("ix_technicians_location", "location", postgresql_using="gist"),
+        # ASAP matching walks only the technicians on duty.
+        Index("ix_technicians_location_on_duty", "location", postgresql_using="gist", postgresql_where=text("on_duty")),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(UUID, primary_key=True, default=uuid.uuid4)
     firebase_uid: Mapped[str] = mapped_column(Text, nullable=False, unique=True)
@@ -113,6 +117,8 @@ class PoolMembership(Base):
         CheckConstraint("tier IN ('preferred', 'approved')", name="tier"),
         CheckConstraint("service_radius_km > 0 AND service_radius_km <= 500", name="service_radius"),
         Index("ix_pool_memberships_home", "home", postgresql_using="gist"),
+        # Matching counts the members who have a job's (possibly rare) skills.
+        Index("ix_pool_memberships_skills", "skills", postgresql_using="gin"),
         Index("ix_pool_memberships_org_id_created_at", "org_id", "created_at", "technician_id"),
     )
 

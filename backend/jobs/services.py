@@ -30,7 +30,12 @@ from backend.schemas import LatLon, Page
 from matching import JobSpec, MatchResult, MatchSettings, WaveSpec, evaluate, is_asap, retrieval
 
 MATCH_SETTINGS = MatchSettings()
-MAX_WALK = 200_000
+# The KNN walk grows ×8 while it finds too few eligible members inside the radius. When that happens
+# and fewer than SKILLED_DIRECT members have the job's skills, they are all measured instead (exact, and
+# cheap for rare skills: a search that finds nobody stays short). Past MAX_WALK positions a search gives
+# what it found: only a pool where many members have the skills but nearly all are busy gets there.
+SKILLED_DIRECT = 5000
+MAX_WALK = 32768
 
 
 def job_columns():
@@ -86,19 +91,21 @@ async def match(
     limit: int,
     explain: bool = False,
     pool_size: int | None = None,
+    skilled_direct: int = SKILLED_DIRECT,
     session: AsyncSession,
 ) -> MatchResult:
     """Ranked candidates for a job under a wave: a bounded KNN walk, then the pure core."""
     job = spec(row)
     asap = is_asap(job, now, MATCH_SETTINGS)
-    pool_size = pool_size or max(limit, MATCH_SETTINGS.pool_size)
+    # The nearest eligible members that are ranked: two per place offered, at least 20.
+    pool_size = pool_size or max(2 * limit, 20)
     settings = msgspec.structs.replace(MATCH_SETTINGS, pool_size=pool_size)
     fresh_since = now - timedelta(seconds=settings.fresh_location_s)
     if explain:
         params = retrieval.query_params(org_id, job, wave, fresh_since=fresh_since, pool_size=pool_size, k=0)
         rows = (await session.execute(retrieval.WHOLE_POOL, {**params, "asap": asap})).all()
     else:
-        k = pool_size * 4
+        k = min(pool_size * 8, MAX_WALK)
         while True:
             params = retrieval.query_params(org_id, job, wave, fresh_since=fresh_since, pool_size=pool_size, k=k)
             rows = (await session.execute(retrieval.nearest_query(asap), params)).all()
@@ -106,7 +113,11 @@ async def match(
                 rows, k=k, pool_size=pool_size, radius_km=wave.radius_km
             ):
                 break
-            k *= 8
+            skilled = await session.scalar(retrieval.SKILLED_COUNT, {**params, "cap": skilled_direct})
+            if skilled < skilled_direct:
+                rows = (await session.execute(retrieval.SKILLED_NEAREST, {**params, "asap": asap})).all()
+                break
+            k = min(k * 8, MAX_WALK)
         rows = [r for r in rows if r.technician_id is not None]
     members = [retrieval.snapshot(r) for r in rows]
     distances = {r.technician_id: r.distance_m for r in rows if r.distance_m is not None}

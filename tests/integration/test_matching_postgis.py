@@ -171,9 +171,10 @@ def _match(url: str, org: uuid.UUID, job_id: uuid.UUID, wave: WaveSpec, **option
     radius_km=st.sampled_from([3.0, 20.0, 50.0, 50.0]),
     pool_size=st.integers(1, 6),
     limit=st.integers(1, 6),
+    rare_skills_shortcut=st.booleans(),
 )
 def test_postgis_candidates_equal_brute_force(
-    conn, migrated, members, asap, skills, tiers, radius_km, pool_size, limit
+    conn, migrated, members, asap, skills, tiers, radius_km, pool_size, limit, rare_skills_shortcut
 ) -> None:
     start = NOW + (timedelta(minutes=30) if asap else timedelta(days=1))
     job_data = {"skills": skills, "start": start, "end": start + timedelta(hours=3)}
@@ -181,7 +182,16 @@ def test_postgis_candidates_equal_brute_force(
     org, job_id, snapshots = _store(conn, members, job_data)
 
     wave = WaveSpec(tiers=frozenset(tiers), radius_km=radius_km)
-    got = _match(migrated, org, job_id, wave, limit=limit, pool_size=pool_size)
+    # Both ways of widening a search: the longer walk, and measuring every member with the skills.
+    got = _match(
+        migrated,
+        org,
+        job_id,
+        wave,
+        limit=limit,
+        pool_size=pool_size,
+        skilled_direct=5000 if rare_skills_shortcut else 0,
+    )
 
     job = JobSpec(
         job_id=job_id,
@@ -223,9 +233,10 @@ def test_the_walk_widens_past_other_organisations_and_keeps_the_nearest(conn, mi
     job = {"skills": {"hvac"}, "start": start, "end": start + timedelta(hours=2)}
     org, job_id, snapshots = _store(conn, others + ours[::-1], job)
     wave = WaveSpec(tiers=frozenset({"preferred"}), radius_km=50)
-    got = _match(migrated, org, job_id, wave, limit=2, pool_size=2)
-    nearest = sorted(snapshots, key=lambda m: m.location_lat)[:2]
-    assert {c.technician_id for c in got.candidates} == {m.technician_id for m in nearest}
+    nearest = {m.technician_id for m in sorted(snapshots, key=lambda m: m.location_lat)[:2]}
+    for skilled_direct in (0, 5000):  # the longer walk, then the rare-skills shortcut
+        got = _match(migrated, org, job_id, wave, limit=2, pool_size=2, skilled_direct=skilled_direct)
+        assert {c.technician_id for c in got.candidates} == nearest
 
 
 def test_explain_lists_every_member_left_out(conn, migrated) -> None:
