@@ -71,7 +71,8 @@ async def post_job(
     await session.flush()
     _event(session, job.id, "posted", now)
     if data.dispatch.auto:
-        row = await services.load(org_id, job.id, session=session, lock=True)
+        # Nobody else sees the job before this transaction commits: no need to read it back or lock it.
+        row = services.JobRow(job, data.location.lat, data.location.lon)
         await _next_wave(org_id, row, session=session, queue=queue, now=now)
     await session.commit()
     return job.id

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 import msgspec
-from sqlalchemy import select, tuple_
+from sqlalchemy import func, select, text, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.db.geo import lat_of, lon_of
@@ -36,6 +37,14 @@ MATCH_SETTINGS = MatchSettings()
 # what it found: only a pool where many members have the skills but nearly all are busy gets there.
 SKILLED_DIRECT = 5000
 MAX_WALK = 32768
+
+
+class JobRow(NamedTuple):
+    """A job with its coordinates, as `load` returns it."""
+
+    Job: Job
+    lat: float
+    lon: float
 
 
 def job_columns():
@@ -149,30 +158,69 @@ def _out(row, technician: TechnicianRef | None, offers=None, events=None) -> Job
     )
 
 
+_OFFERS = (
+    select(
+        func.coalesce(
+            func.json_agg(
+                func.json_build_object(
+                    "id",
+                    Offer.id,
+                    "technician_id",
+                    Offer.technician_id,
+                    "status",
+                    Offer.status,
+                    "wave",
+                    Offer.wave,
+                    "expires_at",
+                    Offer.expires_at,
+                ).op("ORDER BY")(tuple_(Offer.wave, Offer.created_at, Offer.id))
+            ),
+            text("'[]'::json"),
+        )
+    )
+    .where(Offer.job_id == Job.id)
+    .scalar_subquery()
+)
+_EVENTS = (
+    select(
+        func.coalesce(
+            func.json_agg(
+                func.json_build_object("at", JobEvent.at, "type", JobEvent.type, "data", JobEvent.data).op("ORDER BY")(
+                    JobEvent.id
+                )
+            ),
+            text("'[]'::json"),
+        )
+    )
+    .where(JobEvent.job_id == Job.id)
+    .scalar_subquery()
+)
+
+
 async def read(org_id: uuid.UUID, job_id: uuid.UUID, *, session: AsyncSession) -> JobOut | None:
-    row = await load(org_id, job_id, session=session)
+    """The job with its assignee, offers and timeline, in one round trip."""
+    row = (
+        await session.execute(
+            select(
+                *job_columns(),
+                Technician.name.label("technician_name"),
+                _OFFERS.label("offers"),
+                _EVENTS.label("events"),
+            )
+            .outerjoin(Technician, Technician.id == Job.technician_id)
+            .where(Job.id == job_id, Job.org_id == org_id)
+            .execution_options(populate_existing=True)
+        )
+    ).first()
     if row is None:
         return None
-    return await detail(row, session=session)
-
-
-async def detail(row, *, session: AsyncSession) -> JobOut:
-    job: Job = row.Job
-    technician = None
-    if job.technician_id is not None:
-        name = await session.scalar(select(Technician.name).where(Technician.id == job.technician_id))
-        technician = TechnicianRef(id=job.technician_id, name=name)
-    offers = [
-        OfferOut(id=o.id, technician_id=o.technician_id, status=o.status, wave=o.wave, expires_at=o.expires_at)
-        for o in await session.scalars(
-            select(Offer).where(Offer.job_id == job.id).order_by(Offer.wave, Offer.created_at, Offer.id)
-        )
-    ]
-    events = [
-        EventOut(at=e.at, type=e.type, data=e.data)
-        for e in await session.scalars(select(JobEvent).where(JobEvent.job_id == job.id).order_by(JobEvent.id))
-    ]
-    return _out(row, technician, offers, events)
+    technician = TechnicianRef(id=row.Job.technician_id, name=row.technician_name) if row.Job.technician_id else None
+    return _out(
+        row,
+        technician,
+        msgspec.convert(row.offers, list[OfferOut]),
+        msgspec.convert(row.events, list[EventOut]),
+    )
 
 
 async def list_jobs(
