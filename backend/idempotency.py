@@ -17,6 +17,7 @@ from litestar import MediaType, Request, Response
 from litestar.exceptions import ClientException, HTTPException
 from sqlalchemy import delete, update
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.auth import OrgCaller, TechnicianCaller
 from backend.db.models import IdempotentRequest
@@ -34,8 +35,13 @@ def _scope(request: Request) -> str:
     return "operator"
 
 
-async def idempotent(request: Request, run: Callable[[], Awaitable[tuple[int, bytes]]]) -> Response:
-    """Run `run` (which returns status and JSON body) at most once per Idempotency-Key."""
+async def idempotent(
+    request: Request, session: AsyncSession, run: Callable[[], Awaitable[tuple[int, bytes]]]
+) -> Response:
+    """Run `run` (which returns status and JSON body) at most once per Idempotency-Key.
+
+    Everything happens on the request's own session, so a keyed request never holds two connections.
+    """
     key = request.headers.get(HEADER)
     if key is None:
         status, body = await _run(run)
@@ -46,41 +52,31 @@ async def idempotent(request: Request, run: Callable[[], Awaitable[tuple[int, by
         request.method.encode() + b" " + request.url.path.encode() + b"\n" + await request.body()
     ).digest()
     scope = _scope(request)
-    sessionmaker = request.app.state.sessionmaker
-    async with sessionmaker() as session:
-        claimed = await session.scalar(
-            insert(IdempotentRequest)
-            .values(scope=scope, key=key, fingerprint=fingerprint, created_at=datetime.now(UTC))
-            .on_conflict_do_nothing()
-            .returning(IdempotentRequest.key)
-        )
-        await session.commit()
-        if claimed is None:
-            stored = await session.get(IdempotentRequest, (scope, key))
-            if stored is None or stored.fingerprint != fingerprint:
-                raise ClientException("Idempotency-Key: already used with a different request", status_code=422)
-            if stored.status_code is None:
-                raise ClientException(
-                    "Idempotency-Key: the first request with this key is still running", status_code=409
-                )
-            return Response(stored.response_body, status_code=stored.status_code, media_type=MediaType.JSON)
+    claimed = await session.scalar(
+        insert(IdempotentRequest)
+        .values(scope=scope, key=key, fingerprint=fingerprint, created_at=datetime.now(UTC))
+        .on_conflict_do_nothing()
+        .returning(IdempotentRequest.key)
+    )
+    await session.commit()
+    if claimed is None:
+        stored = await session.get(IdempotentRequest, (scope, key), populate_existing=True)
+        if stored is None or stored.fingerprint != fingerprint:
+            raise ClientException("Idempotency-Key: already used with a different request", status_code=422)
+        if stored.status_code is None:
+            raise ClientException("Idempotency-Key: the first request with this key is still running", status_code=409)
+        return Response(stored.response_body, status_code=stored.status_code, media_type=MediaType.JSON)
+    this = (IdempotentRequest.scope == scope, IdempotentRequest.key == key)
     try:
         status, body = await _run(run)
     except BaseException:
         # A failure that is not an answer (a crash, a 5xx) leaves the key free for a retry.
-        async with sessionmaker() as session:
-            await session.execute(
-                delete(IdempotentRequest).where(IdempotentRequest.scope == scope, IdempotentRequest.key == key)
-            )
-            await session.commit()
-        raise
-    async with sessionmaker() as session:
-        await session.execute(
-            update(IdempotentRequest)
-            .where(IdempotentRequest.scope == scope, IdempotentRequest.key == key)
-            .values(status_code=status, response_body=body)
-        )
+        await session.rollback()
+        await session.execute(delete(IdempotentRequest).where(*this))
         await session.commit()
+        raise
+    await session.execute(update(IdempotentRequest).where(*this).values(status_code=status, response_body=body))
+    await session.commit()
     return Response(body, status_code=status, media_type=MediaType.JSON)
 
 

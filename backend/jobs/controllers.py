@@ -72,7 +72,7 @@ class JobController(Controller):
             job_id = await flows.post_job(org_id, data, session=db_session, queue=request.app.state.queue, now=now)
             return 201, msgspec.json.encode(await services.read(org_id, job_id, session=db_session))
 
-        return await idempotent(request, run)
+        return await idempotent(request, db_session, run)
 
     @get("/", operation_id="listJobs", summary="This organisation's jobs, newest first")
     async def list_jobs(
@@ -87,7 +87,12 @@ class JobController(Controller):
             request.user.org_id, status=status, limit=limit, cursor=cursor, session=db_session
         )
 
-    @get("/{job_id:uuid}", operation_id="getJob", summary="A job with its offers and timeline")
+    @get(
+        "/{job_id:uuid}",
+        operation_id="getJob",
+        summary="A job with its offers and timeline",
+        description="Offers are listed by wave; an offer of wave 0 records a direct assignment by a dispatcher.",
+    )
     async def read(self, request: Request, job_id: FromPath[uuid.UUID], db_session: DbSession) -> JobOut:
         out = await services.read(request.user.org_id, job_id, session=db_session)
         if out is None:
@@ -153,7 +158,7 @@ class JobController(Controller):
                 raise conflict(exc) from None
             return 200, msgspec.json.encode(await services.read(org_id, job_id, session=db_session))
 
-        return await idempotent(request, run)
+        return await idempotent(request, db_session, run)
 
     @post(
         "/{job_id:uuid}/dispatch", operation_id="dispatchJob", status_code=200, summary="Start or restart dispatching"
@@ -240,4 +245,4 @@ class TechnicianJobController(Controller):
                 raise conflict(exc) from None
             return 200, msgspec.json.encode(await services.technician_view(job_id, session=db_session))
 
-        return await idempotent(request, run)
+        return await idempotent(request, db_session, run)

@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 import msgspec
 import procrastinate
 from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.db.geo import point
@@ -263,7 +264,8 @@ async def close_wave(
     expired = (
         await session.execute(
             update(Offer)
-            .where(Offer.job_id == job_id, Offer.wave == wave, Offer.status == "pending")
+            # Only offers whose time is up: a restarted dispatch may have a wave of the same number running.
+            .where(Offer.job_id == job_id, Offer.wave == wave, Offer.status == "pending", Offer.expires_at <= now)
             .values(status="expired")
             .returning(Offer.id, Offer.technician_id)
         )
@@ -282,7 +284,7 @@ async def close_wave(
                 for o in expired
             ],
         )
-    if job.status == "offering" and job.current_wave == wave:
+    if job.status == "offering" and job.current_wave == wave and not await _pending_in_wave(job, session):
         await _next_wave(job.org_id, row, session=session, queue=queue, now=now)
     await session.commit()
 
@@ -337,6 +339,27 @@ async def assign(
     job.status = "assigned"
     job.technician_id = technician_id
     job.updated_at = now
+    # The assignment is recorded as an accepted offer — their pending one, or one outside the waves
+    # (wave 0) — so that, like anyone who had an offer, a technician who backs out is not asked again.
+    await session.execute(
+        update(Offer)
+        .where(Offer.job_id == job_id, Offer.technician_id == technician_id, Offer.status == "pending")
+        .values(status="accepted", responded_at=now)
+    )
+    await session.execute(
+        insert(Offer)
+        .values(
+            id=uuid.uuid4(),
+            job_id=job_id,
+            technician_id=technician_id,
+            wave=0,
+            status="accepted",
+            created_at=now,
+            expires_at=now,
+            responded_at=now,
+        )
+        .on_conflict_do_nothing(constraint="uq_offers_job_id_technician_id")
+    )
     _event(session, job_id, "assigned", now, technician_id=str(technician_id), by="dispatcher")
     await _withdraw_pending(job_id, session=session, queue=queue, now=now)
     await defer(

@@ -48,7 +48,7 @@ class OfferController(Controller):
                 raise conflict(exc) from None
             return 200, msgspec.json.encode(await services.technician_view(job_id, session=db_session))
 
-        return await idempotent(request, run)
+        return await idempotent(request, db_session, run)
 
     @post("/{offer_id:uuid}/decline", operation_id="declineOffer", status_code=200, summary="Decline an offer")
     async def decline(
@@ -77,7 +77,7 @@ class OfferController(Controller):
                 raise conflict(exc) from None
             return 200, msgspec.json.encode({"id": str(offer_id), "status": "declined"})
 
-        return await idempotent(request, run)
+        return await idempotent(request, db_session, run)
 
 
 class MyWorkController(Controller):
