@@ -23,12 +23,12 @@ import sys
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import httpx
 import psycopg
 
-from backend.settings import REPO_ROOT, sqlalchemy_url
+from backend.settings import REPO_ROOT
+from bench.common import bench_database, libpq
 
 JOBS = int(os.environ.get("BENCH_JOBS", "200"))
 TECHNICIANS = 1000
@@ -38,37 +38,15 @@ PROJECT = "truckroll-bench"
 GOAL_P99_MS = 250
 
 
-def _admin_url() -> str:
-    if os.environ.get("DATABASE_URL"):
-        return sqlalchemy_url(os.environ["DATABASE_URL"])
-    from infra.postgis import LocalCluster
-
-    return LocalCluster(Path(REPO_ROOT / ".truckroll" / "postgres")).ensure().url()
-
-
-def _with_database(url: str, name: str) -> str:
-    base, _, query = url.partition("?")
-    return base.rsplit("/", 1)[0] + f"/{name}" + (f"?{query}" if query else "")
-
-
-def _libpq(url: str) -> str:
-    return url.replace("postgresql+psycopg://", "postgresql://", 1)
-
-
-def prepare(admin_url: str) -> tuple[str, str]:
+def prepare() -> tuple[str, str]:
     """A migrated database with one organisation and its on-duty technicians; returns (url, api key)."""
     from backend.auth import hash_api_key
-    from backend.db.migrate import upgrade
     from backend.orgs.services import new_api_key
 
-    url = _with_database(admin_url, DATABASE)
-    with psycopg.connect(_libpq(admin_url), autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE,)).fetchone():
-            conn.execute(f'CREATE DATABASE "{DATABASE}"')
-    upgrade(url)
+    url = bench_database(DATABASE)
     key = new_api_key()
     org = uuid.uuid4()
-    with psycopg.connect(_libpq(url), autocommit=True) as conn:
+    with psycopg.connect(libpq(url), autocommit=True) as conn:
         conn.execute("TRUNCATE organizations, technicians, jobs, procrastinate_jobs CASCADE")
         conn.execute("INSERT INTO organizations (id, name) VALUES (%s, 'bench dispatch')", (org,))
         conn.execute(
@@ -233,7 +211,7 @@ async def run(url: str, key: str) -> list[float]:
 
 
 def main() -> None:
-    url, key = prepare(_admin_url())
+    url, key = prepare()
     latencies = sorted(asyncio.run(run(url, key)))
     p50 = latencies[len(latencies) // 2]
     p99 = latencies[min(len(latencies) - 1, round(0.99 * (len(latencies) - 1)))]

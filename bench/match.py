@@ -21,14 +21,13 @@ import sys
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import psycopg
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
 from backend.jobs import services
-from backend.settings import REPO_ROOT, sqlalchemy_url
+from bench.common import bench_database, libpq
 from matching import WaveSpec, retrieval
 
 TECHNICIANS = int(os.environ.get("BENCH_TECHNICIANS", "1000000"))
@@ -40,32 +39,9 @@ DATABASE = "truckroll_bench_match"
 ORG = uuid.UUID("00000000-0000-4000-8000-00000000b001")
 
 
-def _admin_url() -> str:
-    if os.environ.get("DATABASE_URL"):
-        return sqlalchemy_url(os.environ["DATABASE_URL"])
-    from infra.postgis import LocalCluster
-
-    return LocalCluster(Path(REPO_ROOT / ".truckroll" / "postgres")).ensure().url()
-
-
-def _with_database(url: str, name: str) -> str:
-    base, _, query = url.partition("?")
-    return base.rsplit("/", 1)[0] + f"/{name}" + (f"?{query}" if query else "")
-
-
-def _libpq(url: str) -> str:
-    return url.replace("postgresql+psycopg://", "postgresql://", 1)
-
-
-def prepare(admin_url: str) -> str:
-    from backend.db.migrate import upgrade
-
-    url = _with_database(admin_url, DATABASE)
-    with psycopg.connect(_libpq(admin_url), autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE,)).fetchone():
-            conn.execute(f'CREATE DATABASE "{DATABASE}"')
-    upgrade(url)
-    with psycopg.connect(_libpq(url), autocommit=True) as conn:
+def prepare() -> str:
+    url = bench_database(DATABASE)
+    with psycopg.connect(libpq(url), autocommit=True) as conn:
         have = conn.execute("SELECT count(*) FROM pool_memberships WHERE org_id = %s", (ORG,)).fetchone()[0]
         if have == TECHNICIANS:
             print(f"bench-match: reusing {have:,} technicians in database {DATABASE}", flush=True)
@@ -219,7 +195,7 @@ class _JobView:
 
 
 def main() -> None:
-    url = prepare(_admin_url())
+    url = prepare()
     line = asyncio.run(measure(url))
     print(line)
     sys.stdout.flush()

@@ -159,18 +159,23 @@ async def _next_wave(org_id: uuid.UUID, row, *, session: AsyncSession, queue: pr
 
 
 async def _withdraw_pending(
-    job_id: uuid.UUID, *, session: AsyncSession, queue: procrastinate.App, now: datetime, status: str = "withdrawn"
+    job_id: uuid.UUID, *, session: AsyncSession, queue: procrastinate.App, now: datetime
 ) -> None:
     """End the job's pending offers and tell the phones (the offer is gone, whatever the reason)."""
     ended = (
         await session.execute(
             update(Offer)
             .where(Offer.job_id == job_id, Offer.status == "pending")
-            .values(status=status, responded_at=now if status == "withdrawn" else None)
+            .values(status="withdrawn", responded_at=now)
             .returning(Offer.id, Offer.technician_id)
         )
     ).all()
-    if ended:
+    await _tell_offers_gone(job_id, ended, session=session, queue=queue)
+
+
+async def _tell_offers_gone(job_id: uuid.UUID, offers, *, session: AsyncSession, queue: procrastinate.App) -> None:
+    """`offer_withdrawn` to the phones of offers that ended without being accepted."""
+    if offers:
         await defer(
             session,
             queue,
@@ -180,7 +185,7 @@ async def _withdraw_pending(
                     "technician_id": str(o.technician_id),
                     "data": {"type": "offer_withdrawn", "offer_id": str(o.id), "job_id": str(job_id)},
                 }
-                for o in ended
+                for o in offers
             ],
         )
 
@@ -272,18 +277,7 @@ async def close_wave(
     ).all()
     if expired:
         _event(session, job_id, "offers_expired", now, wave=wave, offers=len(expired))
-        await defer(
-            session,
-            queue,
-            "deliver_push",
-            messages=[
-                {
-                    "technician_id": str(o.technician_id),
-                    "data": {"type": "offer_withdrawn", "offer_id": str(o.id), "job_id": str(job_id)},
-                }
-                for o in expired
-            ],
-        )
+        await _tell_offers_gone(job_id, expired, session=session, queue=queue)
     if job.status == "offering" and job.current_wave == wave and not await _pending_in_wave(job, session):
         await _next_wave(job.org_id, row, session=session, queue=queue, now=now)
     await session.commit()
