@@ -114,18 +114,22 @@ async def match(
         params = retrieval.query_params(org_id, job, wave, fresh_since=fresh_since, pool_size=pool_size, k=0)
         rows = (await session.execute(retrieval.WHOLE_POOL, {**params, "asap": asap})).all()
     else:
-        k = min(pool_size * 8, MAX_WALK)
+        k = min(pool_size * 5, MAX_WALK)
+        walks = 0
         while True:
             params = retrieval.query_params(org_id, job, wave, fresh_since=fresh_since, pool_size=pool_size, k=k)
             rows = (await session.execute(retrieval.nearest_query(asap), params)).all()
+            walks += 1
             if k >= MAX_WALK or not retrieval.needs_wider_walk(
                 rows, k=k, pool_size=pool_size, radius_km=wave.radius_km
             ):
                 break
-            skilled = await session.scalar(retrieval.SKILLED_COUNT, {**params, "cap": skilled_direct})
-            if skilled < skilled_direct:
-                rows = (await session.execute(retrieval.SKILLED_NEAREST, {**params, "asap": asap})).all()
-                break
+            # A second, longer walk usually suffices; after that, rare skills are the likely reason.
+            if walks >= 2:
+                skilled = await session.scalar(retrieval.SKILLED_COUNT, {**params, "cap": skilled_direct})
+                if skilled < skilled_direct:
+                    rows = (await session.execute(retrieval.SKILLED_NEAREST, {**params, "asap": asap})).all()
+                    break
             k = min(k * 8, MAX_WALK)
         rows = [r for r in rows if r.technician_id is not None]
     members = [retrieval.snapshot(r) for r in rows]
