@@ -30,7 +30,7 @@ from backend.orgs.controllers import AdminOrgController
 from backend.presence.controllers import MeController
 from backend.presence.recorder import PingRecorder
 from backend.push import make_sender
-from backend.queue import WORKER_OPTIONS, make_queue, run_supervised_worker
+from backend.queue import WORKER_OPTIONS, libpq_url, make_queue, run_supervised_worker
 from backend.settings import Settings, load_settings
 from backend.tasks import Runtime
 from backend.technicians.controllers import TechnicianController
@@ -54,7 +54,7 @@ async def _resources(app: Litestar) -> AsyncIterator[None]:
     app.state.sessionmaker = make_sessionmaker(engine)
     app.state.id_tokens = IdTokenVerifier(settings.auth.firebase_project_id)
     app.state.technician_ids = {}
-    recorder = PingRecorder(engine)
+    recorder = PingRecorder(libpq_url(database_url(settings.database)))
     recorder.start()
     app.state.ping_recorder = recorder
     queue = make_queue(database_url(settings.database))
