@@ -157,6 +157,11 @@ class FakeFcmServer:
         with self._changed:
             self._replies[token] = reply
 
+    def recover(self, token: str) -> None:
+        """Answer messages for `token` with success again."""
+        with self._changed:
+            self._replies.pop(token, None)
+
     def stall(self, token: str, seconds: float) -> None:
         """Hold the answer to messages for `token` for `seconds`."""
         with self._changed:
