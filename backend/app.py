@@ -23,6 +23,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.auth import PUBLIC_PATHS, AuthMiddleware, IdTokenVerifier, ServiceUnavailable
+from backend.compliance.controllers import ComplianceController, CredentialController, OrgController
 from backend.db.engine import DbSession, database_url, make_engine, make_sessionmaker
 from backend.jobs.controllers import JobController, TechnicianJobController
 from backend.offers.controllers import MyWorkController, OfferController
@@ -34,6 +35,7 @@ from backend.queue import WORKER_OPTIONS, libpq_url, make_queue, run_supervised_
 from backend.settings import Settings, load_settings
 from backend.tasks import Runtime
 from backend.technicians.controllers import TechnicianController
+from backend.tracking.controllers import eta_router, tracking_router
 
 log = logging.getLogger("truckroll")
 
@@ -66,7 +68,7 @@ async def _resources(app: Litestar) -> AsyncIterator[None]:
     try:
         async with queue.open_async():
             if sender is not None:
-                runtime = Runtime(sessionmaker=app.state.sessionmaker, sender=sender)
+                runtime = Runtime(sessionmaker=app.state.sessionmaker, sender=sender, tracking=settings.tracking)
                 worker = asyncio.create_task(
                     run_supervised_worker(queue, additional_context={"runtime": runtime}, **WORKER_OPTIONS),
                     name="queue-worker",
@@ -124,15 +126,19 @@ def create_app(
             health,
             AdminOrgController,
             TechnicianController,
+            CredentialController,
+            OrgController,
+            ComplianceController,
             MeController,
             MyWorkController,
             JobController,
             TechnicianJobController,
             OfferController,
+            tracking_router(settings.tracking),
             *extra_route_handlers,
         ],
         state=State({"settings": settings}),
-        lifespan=[_resources],
+        lifespan=[_resources, eta_router],
         dependencies={"db_session": Provide(provide_db_session)},
         middleware=[DefineMiddleware(AuthMiddleware, exclude=[f"^{p}" for p in PUBLIC_PATHS])],
         exception_handlers={

@@ -102,7 +102,7 @@ def cmd_worker(args: argparse.Namespace) -> None:
         queue = make_queue(url)
         try:
             async with queue.open_async():
-                runtime = Runtime(sessionmaker=make_sessionmaker(engine), sender=sender)
+                runtime = Runtime(sessionmaker=make_sessionmaker(engine), sender=sender, tracking=settings.tracking)
                 await queue.run_worker_async(additional_context={"runtime": runtime}, **WORKER_OPTIONS)
         finally:
             await sender.aclose()
@@ -190,6 +190,58 @@ def cmd_dev_token(args: argparse.Namespace) -> None:
     print(emulator_id_token(args.uid, settings.auth.firebase_project_id, lifetime_s=args.hours * 3600))
 
 
+def cmd_simulate(args: argparse.Namespace) -> None:
+    """Drive the running API with simulated technicians and a dispatcher (see backend/simulate.py)."""
+    import signal
+
+    import httpx
+
+    from backend.simulate import Options, SimulationError, run_simulation
+
+    settings = _settings()
+    if settings.is_production:
+        sys.exit("truckroll: simulate uses emulator ID tokens and is for development only")
+    api_key = args.api_key
+    if not api_key:
+        key_file = Path(args.key_file)
+        if not key_file.exists():
+            sys.exit(f"truckroll: no --api-key and no {key_file} (run `truckroll seed` first)")
+        api_key = key_file.read_text().strip()
+    try:
+        lat, lon = (float(x) for x in args.city.split(","))
+    except ValueError:
+        sys.exit("truckroll: --city must be LAT,LON")
+    options = Options(
+        api_key=api_key,
+        project_id=args.project_id or settings.auth.firebase_project_id,
+        technicians=args.technicians,
+        jobs_per_minute=args.jobs_per_minute,
+        duration_s=args.duration,
+        seed=args.seed,
+        city=(lat, lon),
+        speed_up=args.speed_up,
+    )
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        async with httpx.AsyncClient(base_url=args.base_url, timeout=30) as client:
+            try:
+                summary = await run_simulation(client, options, stop)
+            except SimulationError as exc:
+                sys.exit(f"truckroll: simulate: {exc}")
+        print(f"truckroll: simulation over: {summary.line(options.duration_s or 0).split('] ', 1)[1]}")
+
+    print(
+        f"truckroll: simulating {args.technicians} technicians and {args.jobs_per_minute} jobs/min against "
+        f"{args.base_url} (Ctrl-C to stop)",
+        flush=True,
+    )
+    asyncio.run(run())
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="truckroll", description="Truckroll field-dispatch backend")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -228,6 +280,19 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("uid")
     p.add_argument("--hours", type=int, default=24)
     p.set_defaults(func=cmd_dev_token)
+
+    p = sub.add_parser("simulate", help="demo: simulated technicians and a dispatcher driving the running API")
+    p.add_argument("--base-url", default="http://127.0.0.1:8000")
+    p.add_argument("--api-key", help="the organisation's API key (default: the demo key from `truckroll seed`)")
+    p.add_argument("--key-file", default=str(REPO_ROOT / ".truckroll" / "demo-api-key"))
+    p.add_argument("--project-id", help="Firebase project of the emulator tokens (default: the server's setting)")
+    p.add_argument("--technicians", type=int, default=30)
+    p.add_argument("--jobs-per-minute", type=float, default=6.0)
+    p.add_argument("--duration", type=float, default=0.0, help="seconds; 0 = until Ctrl-C")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--city", default="52.52,13.405", help="LAT,LON of the city centre (default Berlin)")
+    p.add_argument("--speed-up", type=float, default=1.0, help="time compression of travel")
+    p.set_defaults(func=cmd_simulate)
 
     args = parser.parse_args(argv)
     os.environ.setdefault("PYTHONUNBUFFERED", "1")

@@ -1,21 +1,26 @@
-"""The demo: one organisation with ~50 technicians around Berlin, some on duty with fresh positions.
+"""The demo: one organisation with ~50 technicians around Berlin, some on duty with fresh positions, a
+requirement set and credentials in every state (so that `explain` shows each credential reason and the
+alerts list has something in it).
 
 Idempotent: a second run finds the organisation and its technicians, refreshes the on-duty positions
-(so that they are fresh again) and prints the same API key, kept in a private file.
+(so that they are fresh again), records the same credentials again (their dates relative to now) and prints
+the same API key, kept in a private file.
 """
 
 from __future__ import annotations
 
 import math
 import random
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 
 from backend.auth import hash_api_key
+from backend.compliance import services as compliance
+from backend.compliance.schemas import CredentialPut, Requirements
 from backend.db.engine import make_engine, make_sessionmaker
 from backend.db.geo import point
-from backend.db.models import ApiKey, Organization, Technician
+from backend.db.models import ApiKey, Credential, Organization, Technician
 from backend.orgs import services as orgs
 from backend.schemas import LatLon
 from backend.settings import Settings
@@ -29,6 +34,38 @@ FIRST = ["Ana", "Ben", "Chiara", "Deniz", "Emil", "Fatma", "Greta", "Hugo", "Ils
 LAST = ["Albrecht", "Braun", "Cakir", "Dietz", "Engel", "Fischer", "Graf", "Hahn", "Iversen", "Jansen"]
 TECHNICIANS = 50
 ON_DUTY = 20
+REQUIREMENTS = Requirements(
+    credentials=["background_check", "contractor_agreement"],
+    by_skill={"hvac": ["cert:epa-608"], "electrical": ["insurance_liability"], "ev_chargers": ["cert:ev-installer"]},
+)
+
+
+def demo_credentials(i: int, data: TechnicianCreate, now: datetime) -> dict[str, CredentialPut | None]:
+    """The credentials of the i-th demo technician: most in good standing, two of the fifty with each problem
+    (None: no record of that kind)."""
+    day = timedelta(days=1)
+    issued = now - 300 * day
+    good = CredentialPut(status="valid", issued_at=issued, expires_at=now + 700 * day, reference=f"DEMO-{i + 1:02d}")
+    out: dict[str, CredentialPut | None] = {
+        "background_check": good,
+        "contractor_agreement": CredentialPut(status="valid", issued_at=issued),
+        "insurance_liability": good,
+    }
+    for skill in data.skills:
+        for kind in REQUIREMENTS.by_skill.get(skill, []):
+            out[kind] = good
+    problem = i % 25
+    if problem == 1:
+        out["background_check"] = CredentialPut(status="pending", reference="requested")
+    elif problem == 3:
+        out["contractor_agreement"] = None
+    elif problem == 5:
+        out["background_check"] = CredentialPut(status="valid", issued_at=issued, expires_at=now - 3 * day)
+    elif problem == 7:
+        out["insurance_liability"] = CredentialPut(status="valid", issued_at=issued, expires_at=now + 12 * day)
+    elif problem == 9:
+        out["background_check"] = CredentialPut(status="failed", reference="adverse finding")
+    return out
 
 
 def _offset(lat: float, lon: float, km: float, bearing: float) -> tuple[float, float]:
@@ -85,8 +122,31 @@ async def seed_demo(settings: Settings, *, known_key: str | None) -> str:
                 if data.firebase_uid not in known:
                     await technicians.onboard(org_id, data, session=session)
 
-            rng = random.Random(7)
             now = datetime.now(UTC)
+            await compliance.put_requirements(org_id, REQUIREMENTS, session=session)
+            uids = [data.firebase_uid for data in demo]
+            rows = await session.execute(
+                select(Technician.firebase_uid, Technician.id).where(Technician.firebase_uid.in_(uids))
+            )
+            ids = dict(rows.tuples().all())
+            for i, data in enumerate(demo):
+                for kind, credential in demo_credentials(i, data, now).items():
+                    technician_id = ids[data.firebase_uid]
+                    if credential is None:
+                        await session.execute(
+                            delete(Credential).where(
+                                Credential.org_id == org_id,
+                                Credential.technician_id == technician_id,
+                                Credential.kind == kind,
+                            )
+                        )
+                    else:
+                        await compliance.put_credential(
+                            org_id, technician_id, kind, credential, now=now, session=session
+                        )
+            await compliance.raise_credential_alerts(now, session=session)
+
+            rng = random.Random(7)
             for data in demo[:ON_DUTY]:
                 lat, lon = _offset(data.home.lat, data.home.lon, km=rng.uniform(0, 3), bearing=rng.uniform(0, 6.28))
                 await session.execute(

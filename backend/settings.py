@@ -58,6 +58,25 @@ class PresenceSettings(msgspec.Struct, frozen=True):
     max_ping_future_s: int = 120
 
 
+class TrackingSettings(msgspec.Struct, frozen=True):
+    """Arrival tracking: the ETA's router, the customer's link, and how long raw pings are kept."""
+
+    router: Literal["greatcircle", "osrm"] = "greatcircle"
+    osrm_url: str | None = None
+    """Base URL of an OSRM server (…/route/v1/driving/… is appended); required with router=osrm."""
+    osrm_timeout_s: float = 2.0
+    detour_factor: float = 1.3
+    """Roads are longer than the great circle: the straight-line distance is multiplied by this."""
+    city_speed_kmh: float = 30.0
+    """The speed assumed when the technician is not moving (or their speed is unknown)."""
+    moving_speed_mps: float = 1.0
+    """At or above this recent speed the technician counts as moving and their own speed is used."""
+    rate_limit_per_minute: int = 60
+    """Requests a minute per client IP on the tracking routes (the customer's link)."""
+    ping_retention_days: int = 30
+    """Raw ping history older than this is purged (the latest position on the technician row stays)."""
+
+
 class Settings(msgspec.Struct, frozen=True):
     env: Literal["development", "test", "production"]
     database: DatabaseSettings
@@ -66,6 +85,7 @@ class Settings(msgspec.Struct, frozen=True):
     push: PushSettings
     presence: PresenceSettings = PresenceSettings()
     worker: WorkerSettings = WorkerSettings()
+    tracking: TrackingSettings = TrackingSettings()
 
     @property
     def is_production(self) -> bool:
@@ -82,6 +102,19 @@ def _int(environ: Mapping[str, str], name: str, default: int, lo: int, hi: int) 
         raise SettingsError(f"{name}: expected an integer, got {raw!r}") from None
     if not lo <= value <= hi:
         raise SettingsError(f"{name}: must be between {lo} and {hi}, got {value}")
+    return value
+
+
+def _float(environ: Mapping[str, str], name: str, default: float, lo: float, hi: float) -> float:
+    raw = environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name}: expected a number, got {raw!r}") from None
+    if not lo <= value <= hi:
+        raise SettingsError(f"{name}: must be between {lo:g} and {hi:g}, got {value:g}")
     return value
 
 
@@ -156,7 +189,23 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     worker = WorkerSettings(
         mode=_choice(environ, "TRUCKROLL_WORKER", "external" if production else "inprocess", ("inprocess", "external"))  # type: ignore[arg-type]
     )
+    router = _choice(environ, "TRUCKROLL_ROUTER", "greatcircle", ("greatcircle", "osrm"))
+    osrm_url = (environ.get("TRUCKROLL_OSRM_URL") or "").rstrip("/") or None
+    if osrm_url and not osrm_url.startswith(("http://", "https://")):
+        raise SettingsError(f"TRUCKROLL_OSRM_URL: expected an http(s) URL, got {osrm_url!r}")
+    if router == "osrm" and not osrm_url:
+        raise SettingsError("TRUCKROLL_OSRM_URL: required with TRUCKROLL_ROUTER=osrm")
+    tracking = TrackingSettings(
+        router=router,  # type: ignore[arg-type]
+        osrm_url=osrm_url,
+        osrm_timeout_s=_float(environ, "TRUCKROLL_OSRM_TIMEOUT_S", 2.0, 0.1, 30),
+        detour_factor=_float(environ, "TRUCKROLL_ETA_DETOUR_FACTOR", 1.3, 1.0, 5.0),
+        city_speed_kmh=_float(environ, "TRUCKROLL_ETA_CITY_SPEED_KMH", 30.0, 1.0, 200.0),
+        rate_limit_per_minute=_int(environ, "TRUCKROLL_TRACKING_RATE_LIMIT", 60, 1, 100_000),
+        ping_retention_days=_int(environ, "TRUCKROLL_PING_RETENTION_DAYS", 30, 1, 3650),
+    )
     return Settings(
+        tracking=tracking,
         worker=worker,
         env=env,  # type: ignore[arg-type]
         database=database,

@@ -1,5 +1,6 @@
-"""The queue's tasks: a wave's deadline and push delivery. They run in `truckroll worker` (or inside the
-server process with TRUCKROLL_WORKER=inprocess, as `make run` does)."""
+"""The queue's tasks: a wave's deadline, push delivery, the purge of old ping history and the daily credential
+alerts. They run in `truckroll worker` (or inside the server process with TRUCKROLL_WORKER=inprocess, as
+`make run` does)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,10 @@ import procrastinate
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from backend.compliance.services import raise_credential_alerts
 from backend.db.models import Device
+from backend.settings import TrackingSettings
+from backend.tracking.services import purge_pings
 from notifications import PushMessage, PushSender
 
 log = logging.getLogger("truckroll.tasks")
@@ -25,6 +29,7 @@ class Runtime:
 
     sessionmaker: async_sessionmaker[AsyncSession]
     sender: PushSender
+    tracking: TrackingSettings = TrackingSettings()
 
 
 def register(app: procrastinate.App) -> None:
@@ -40,6 +45,26 @@ def register(app: procrastinate.App) -> None:
     async def deliver_push(context: procrastinate.JobContext, messages: list[dict], attempt: int = 0) -> None:
         runtime: Runtime = context.additional_context["runtime"]
         await push(runtime, app, messages, attempt)
+
+    # Every hour; with several workers, procrastinate defers each run once.
+    @app.periodic(cron="17 * * * *")
+    @app.task(name="purge_pings", queue="maintenance", pass_context=True)
+    async def purge_old_pings(context: procrastinate.JobContext, timestamp: int) -> None:
+        runtime: Runtime = context.additional_context["runtime"]
+        retention = timedelta(days=runtime.tracking.ping_retention_days)
+        purged = await purge_pings(runtime.sessionmaker, datetime.fromtimestamp(timestamp, UTC), retention)
+        if purged:
+            log.info("purged %d location pings older than %s", purged, retention)
+
+    # Daily: credentials about to expire (within 30 days) or expired, each alerted once.
+    @app.periodic(cron="5 4 * * *")
+    @app.task(name="credential_alerts", queue="maintenance", pass_context=True)
+    async def credential_alerts(context: procrastinate.JobContext, timestamp: int) -> None:
+        runtime: Runtime = context.additional_context["runtime"]
+        async with runtime.sessionmaker() as session:
+            raised = await raise_credential_alerts(datetime.fromtimestamp(timestamp, UTC), session=session)
+        if raised:
+            log.info("raised %d credential alerts", raised)
 
 
 async def push(runtime: Runtime, app: procrastinate.App, messages: list[dict], attempt: int) -> None:

@@ -15,7 +15,13 @@ Eligibility
     `exclusion_reasons` lists every reason a member is left out, in this fixed order: `inactive`, `tier`,
     `off_duty`, `stale_location`, `missing_skill:<skill>` (one per missing skill, sorted), `out_of_radius`
     (distance > min(wave radius, member's service radius)), `busy` (one of the member's other jobs overlaps
-    the window; windows are half-open, so touching is not overlapping), `already_offered`.
+    the window; windows are half-open, so touching is not overlapping), `already_offered`, then one reason
+    per credential the job requires that the member does not hold in good standing, sorted by kind:
+    `credential_missing:<kind>` (no record), `credential_not_valid:<kind>` (pending or failed),
+    `credential_expired:<kind>` (valid, but it expires before the window ends; expiring exactly at the
+    window's end is in time). Credentials are the organisation's own records (`MemberSnapshot.credentials`);
+    which kinds a job requires (the organisation's general set plus those of each of the job's skills) is
+    decided by the caller (`JobSpec.required_credentials`).
 
 Distance and ETA
     Great-circle distance (haversine on the mean Earth radius). PostGIS geography measures on the WGS84
@@ -82,6 +88,9 @@ class MemberSnapshot(msgspec.Struct, frozen=True, kw_only=True):
     already_offered: bool = False  # had an offer for this job already
     rating: float | None = None  # Bayesian average 1..5; None: unrated
     reliability: float | None = None  # 0..1; None: no history
+    # kind -> (status, expires_at) of the credentials the organisation recorded; only the kinds the job
+    # requires are consulted, so a caller may pass just those.
+    credentials: Mapping[str, tuple[str, datetime | None]] = msgspec.field(default_factory=dict)
 
 
 class JobSpec(msgspec.Struct, frozen=True, kw_only=True):
@@ -91,6 +100,7 @@ class JobSpec(msgspec.Struct, frozen=True, kw_only=True):
     lon: float
     window_start: datetime
     window_end: datetime
+    required_credentials: frozenset[str] = frozenset()  # credential kinds a member must hold in good standing
 
 
 class WaveSpec(msgspec.Struct, frozen=True, kw_only=True):
@@ -233,6 +243,21 @@ def _exclusion_reasons(
         reasons.append("busy")
     if member.already_offered:
         reasons.append("already_offered")
+    if job.required_credentials:
+        reasons.extend(_credential_reasons(member, job))
+    return reasons
+
+
+def _credential_reasons(member: MemberSnapshot, job: JobSpec) -> list[str]:
+    reasons = []
+    for kind in sorted(job.required_credentials):
+        held = member.credentials.get(kind)
+        if held is None:
+            reasons.append(f"credential_missing:{kind}")
+        elif held[0] != "valid":
+            reasons.append(f"credential_not_valid:{kind}")
+        elif held[1] is not None and held[1] < job.window_end:
+            reasons.append(f"credential_expired:{kind}")
     return reasons
 
 

@@ -5,11 +5,18 @@ eligibility filters are applied to its result: a `WHERE ST_DWithin(...)` next to
 choose a bitmap scan that is two orders of magnitude slower (DESIGN.md). When the `k` nearest positions
 hold fewer than `pool_size` eligible members but do not reach past the radius yet, `k` grows and the
 walk is repeated, so the result is exactly the `pool_size` nearest eligible members (the contract
-described in `matching.candidates`).
+described in `matching.candidates`). The index orders by distance alone, so members sharing a place (a
+depot, say) may be cut at the walk's edge in any order: when the last member kept stands at the edge, the
+walk is widened too, as the pure core breaks such ties by id.
 
 Distances are measured on the sphere (`<->` on geography, and `ST_Distance(a, b, false)`): the same great circle, on
 the same mean Earth radius, as `matching.candidates.haversine_m`, so the walk, the filters and the pure
 core agree to the millimetre.
+
+Credentials are checked in the same filter, for walked rows only: a member must hold each of the job's
+required kinds (`JobSpec.required_credentials`) with status `valid` and no expiry before the window ends.
+The snapshot carries the member's records of those kinds, so that the pure core reaches the same verdict
+(and `explain` can say which credential is missing, not valid or expired).
 
 Live positions (`technicians.location`) serve ASAP jobs; home bases (`pool_memberships.home`) serve
 later ones. Both columns have GiST indexes. Only table and column names are known here: the module
@@ -35,19 +42,40 @@ _BUSY = """
     )
 """
 _OFFERED = "EXISTS (SELECT 1 FROM offers o WHERE o.job_id = :job_id AND o.technician_id = {who})"
+# Holds every required credential in good standing: one probe of the credentials' primary key per walked
+# row, and none at all when the job requires nothing.
+_CREDENTIALED = """
+    (cardinality(CAST(:credentials AS text[])) = 0 OR (
+        SELECT count(*) FROM credentials c
+        WHERE c.org_id = :org_id AND c.technician_id = {who} AND c.kind = ANY(CAST(:credentials AS text[]))
+          AND c.status = 'valid' AND (c.expires_at IS NULL OR c.expires_at >= :window_end)
+    ) = cardinality(CAST(:credentials AS text[])))
+"""
+# The member's records of the required kinds, for the snapshot (parallel arrays, ordered by kind).
+_CREDENTIALS_OF = """
+    CROSS JOIN LATERAL (
+        SELECT array_agg(c.kind ORDER BY c.kind) AS credential_kinds,
+               array_agg(c.status ORDER BY c.kind) AS credential_statuses,
+               array_agg(c.expires_at ORDER BY c.kind) AS credential_expiries
+        FROM credentials c
+        WHERE c.org_id = :org_id AND c.technician_id = {who} AND c.kind = ANY(CAST(:credentials AS text[]))
+    ) cr
+"""
 
 # The membership and availability rules of `matching.candidates`, applied to the walked rows `w`.
 _ELIGIBLE = f"""
     w.active AND w.tier = ANY(:tiers) AND w.skills @> CAST(:skills AS text[])
     AND w.distance_m <= LEAST(:radius_km, w.service_radius_km) * 1000
     AND NOT {_BUSY.format(who="w.technician_id")} AND NOT {_OFFERED.format(who="w.technician_id")}
+    AND {_CREDENTIALED.format(who="w.technician_id")}
 """
 
 _SNAPSHOT = """
     e.technician_id, e.tier, e.active, e.skills, e.service_radius_km,
     ST_Y(e.home::geometry) AS home_lat, ST_X(e.home::geometry) AS home_lon,
     t.on_duty, ST_Y(t.location::geometry) AS location_lat, ST_X(t.location::geometry) AS location_lon,
-    t.location_recorded_at, t.speed_mps, e.distance_m
+    t.location_recorded_at, t.speed_mps, e.distance_m,
+    cr.credential_kinds, cr.credential_statuses, cr.credential_expiries
 """
 
 # ASAP: walk the live positions of on-duty technicians (a partial GiST index holds exactly those; any
@@ -80,6 +108,7 @@ eligible AS (
 )
 SELECT walk.walked, walk.reach, {_SNAPSHOT}
 FROM walk LEFT JOIN eligible e ON true LEFT JOIN technicians t ON t.id = e.technician_id
+{_CREDENTIALS_OF.format(who="e.technician_id")}
 """
 )
 
@@ -103,6 +132,7 @@ eligible AS (
 )
 SELECT walk.walked, walk.reach, {_SNAPSHOT}
 FROM walk LEFT JOIN eligible e ON true LEFT JOIN technicians t ON t.id = e.technician_id
+{_CREDENTIALS_OF.format(who="e.technician_id")}
 """
 )
 
@@ -135,10 +165,11 @@ WITH eligible AS (
 )
 SELECT 0 AS walked, NULL::float8 AS reach, {_SNAPSHOT}
 FROM eligible e JOIN technicians t ON t.id = e.technician_id
+{_CREDENTIALS_OF.format(who="e.technician_id")}
 """
 )
 
-# `explain`: every member of the pool, with what makes them busy or already offered.
+# `explain`: every member of the pool, with what makes them busy or already offered and their credentials.
 WHOLE_POOL = text(
     f"""
 SELECT m.technician_id, m.tier, m.active, m.skills, m.service_radius_km,
@@ -152,8 +183,10 @@ SELECT m.technician_id, m.tier, m.active, m.skills, m.service_radius_km,
           AND j.status IN ('assigned', 'en_route', 'on_site')
           AND j.window_start < :window_end AND j.window_end > :window_start
     ) AS busy_windows,
-    {_OFFERED.format(who="m.technician_id")} AS already_offered
+    {_OFFERED.format(who="m.technician_id")} AS already_offered,
+    cr.credential_kinds, cr.credential_statuses, cr.credential_expiries
 FROM pool_memberships m JOIN technicians t ON t.id = m.technician_id
+{_CREDENTIALS_OF.format(who="m.technician_id")}
 WHERE m.org_id = :org_id
 """
 )
@@ -172,6 +205,7 @@ def query_params(
         "point": point_wkt(job.lat, job.lon),
         "tiers": sorted(wave.tiers),
         "skills": sorted(job.skills),
+        "credentials": sorted(job.required_credentials),
         "radius_km": wave.radius_km,
         "window_start": job.window_start,
         "window_end": job.window_end,
@@ -182,10 +216,16 @@ def query_params(
 
 
 def needs_wider_walk(rows: Sequence, *, k: int, pool_size: int, radius_km: float) -> bool:
-    """True when the walk stopped before finding `pool_size` eligible members or leaving the radius."""
+    """True when the walk stopped before finding `pool_size` eligible members or leaving the radius, or
+    when the last member it kept stands as far as it went (others just as far, with lower ids, may lie
+    beyond the walk)."""
     walked, reach = rows[0].walked, rows[0].reach
-    found = sum(1 for r in rows if r.technician_id is not None)
-    return found < pool_size and walked == k and reach is not None and reach <= radius_km * 1000
+    if walked < k or reach is None:
+        return False
+    found = [r for r in rows if r.technician_id is not None]
+    if len(found) < pool_size:
+        return reach <= radius_km * 1000
+    return max(r.distance_m for r in found) >= reach
 
 
 def snapshot(row, *, busy: bool = False) -> MemberSnapshot:
@@ -204,7 +244,14 @@ def snapshot(row, *, busy: bool = False) -> MemberSnapshot:
         speed_mps=row.speed_mps,
         busy_windows=tuple((w[0], w[1]) for w in getattr(row, "busy_windows", None) or ()),
         already_offered=bool(getattr(row, "already_offered", False)),
+        credentials=_credentials(row),
     )
+
+
+def _credentials(row) -> dict[str, tuple[str, datetime | None]]:
+    # A member with no record of any required kind gets NULL aggregates.
+    kinds, statuses, expiries = row.credential_kinds or (), row.credential_statuses or (), row.credential_expiries or ()
+    return {kind: (status, expires_at) for kind, status, expires_at in zip(kinds, statuses, expiries, strict=True)}
 
 
 def nearest_query(asap: bool) -> TextClause:

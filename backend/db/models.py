@@ -14,6 +14,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    ForeignKeyConstraint,
     Identity,
     Index,
     Integer,
@@ -212,6 +213,9 @@ class Job(Base):
     tracking_token: Mapped[str] = mapped_column(Text, nullable=False, unique=True)
     created_at: Mapped[datetime] = _now_column()
     updated_at: Mapped[datetime] = _now_column()
+    # The customer's tracking link closes 24 h after either.
+    completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    cancelled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class Offer(Base):
@@ -260,3 +264,79 @@ class IdempotentRequest(Base):
     status_code: Mapped[int | None] = mapped_column(Integer)
     response_body: Mapped[bytes | None] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = _now_column()
+
+
+CREDENTIAL_STATUSES = ("valid", "pending", "failed")
+ALERT_KINDS = ("hours_per_week", "consecutive_weeks", "tenure", "credential_expiring", "credential_expired")
+
+
+class Credential(Base):
+    """What one organisation verified about one of its technicians (another organisation never sees it)."""
+
+    __tablename__ = "credentials"
+    __table_args__ = (
+        CheckConstraint("status IN ('valid', 'pending', 'failed')", name="status"),
+        CheckConstraint(
+            "kind ~ '^(background_check|drug_screen|insurance_liability|contractor_agreement|nda|cert:[a-z0-9_.-]{1,64})$'",
+            name="kind",
+        ),
+        CheckConstraint("expires_at IS NULL OR issued_at IS NULL OR expires_at >= issued_at", name="validity"),
+        # Only a member of the pool holds this organisation's credentials.
+        ForeignKeyConstraint(
+            ["org_id", "technician_id"],
+            ["pool_memberships.org_id", "pool_memberships.technician_id"],
+            ondelete="CASCADE",
+        ),
+        # The daily expiry alerts look at valid credentials by their expiry.
+        Index(
+            "ix_credentials_expires_at_valid",
+            "expires_at",
+            postgresql_where=text("status = 'valid' AND expires_at IS NOT NULL"),
+        ),
+    )
+
+    org_id: Mapped[uuid.UUID] = mapped_column(UUID, primary_key=True)
+    technician_id: Mapped[uuid.UUID] = mapped_column(UUID, primary_key=True)
+    kind: Mapped[str] = mapped_column(Text, primary_key=True)
+    status: Mapped[str] = mapped_column(Text, nullable=False)
+    issued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    reference: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime] = _now_column()
+
+
+class OrgRequirements(Base):
+    """The credentials an organisation's technician must hold to be offered a job: in general, and per skill."""
+
+    __tablename__ = "org_requirements"
+
+    org_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"), primary_key=True)
+    credentials: Mapped[list[str]] = mapped_column(ARRAY(Text), nullable=False, server_default=text("'{}'"))
+    by_skill: Mapped[dict] = mapped_column(JSONB, nullable=False, server_default=text("'{}'::jsonb"))
+
+
+class ComplianceAlert(Base):
+    """Something a dispatcher should look at. `dedupe_key` makes each alert be raised once per organisation."""
+
+    __tablename__ = "compliance_alerts"
+    __table_args__ = (
+        CheckConstraint(
+            "kind IN ('hours_per_week', 'consecutive_weeks', 'tenure', 'credential_expiring', 'credential_expired')",
+            name="kind",
+        ),
+        UniqueConstraint("org_id", "dedupe_key"),
+        Index("ix_compliance_alerts_org_id_at", "org_id", "at", "id"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID, primary_key=True, default=uuid.uuid4)
+    org_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"), nullable=False)
+    technician_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("technicians.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    kind: Mapped[str] = mapped_column(Text, nullable=False)
+    # A figure for the engagement limits; for credential alerts the credential's kind (and its expiry as `limit`).
+    value: Mapped[object] = mapped_column(JSONB, nullable=False)
+    limit: Mapped[object | None] = mapped_column(JSONB)
+    job_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    dedupe_key: Mapped[str] = mapped_column(Text, nullable=False)

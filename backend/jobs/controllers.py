@@ -12,7 +12,7 @@ from litestar.params import FromPath, FromQuery, JSONBody, Parameter
 from backend.auth import org_only, technician_only
 from backend.db.engine import DbSession
 from backend.idempotency import idempotent
-from backend.jobs import flows, services
+from backend.jobs import flows, services, workflow
 from backend.jobs.schemas import (
     AssignBody,
     BackOutBody,
@@ -246,3 +246,93 @@ class TechnicianJobController(Controller):
             return 200, msgspec.json.encode(await services.technician_view(job_id, session=db_session))
 
         return await idempotent(request, db_session, run)
+
+    async def _on_site(self, request: Request, db_session, action) -> Response:
+        """Run one of the on-site steps (idempotent by key); 404 unless the caller is the assigned technician."""
+
+        async def run() -> tuple[int, bytes]:
+            try:
+                body = await action(request.user.technician_id, datetime.now(UTC))
+            except LookupError:
+                await db_session.rollback()
+                raise NotFoundException("no such job assigned to you") from None
+            except flows.Conflict as exc:
+                await db_session.rollback()
+                raise conflict(exc) from None
+            return 200, msgspec.json.encode(body)
+
+        return await idempotent(request, db_session, run)
+
+    @post(
+        "/{job_id:uuid}/en-route",
+        operation_id="setJobEnRoute",
+        status_code=200,
+        summary="On the way to an assigned job",
+        description=(
+            "assigned → en_route. From now on the customer's tracking link shows the technician's position and "
+            "ETA. 404 unless the job is assigned to the caller; 409 naming the current status otherwise. "
+            "Honours `Idempotency-Key`."
+        ),
+    )
+    async def en_route(
+        self, request: Request, job_id: FromPath[uuid.UUID], db_session: DbSession
+    ) -> Response[TechnicianJob]:
+        async def action(technician_id, now):
+            await workflow.en_route(job_id, technician_id, session=db_session, now=now)
+            return await services.technician_view(job_id, session=db_session)
+
+        return await self._on_site(request, db_session, action)
+
+    @post(
+        "/{job_id:uuid}/check-in",
+        operation_id="checkInToJob",
+        status_code=200,
+        summary="Arrive on site",
+        description=(
+            "en_route (or assigned) → on_site. `geofence` is `verified` when the reported position is within "
+            "max(150 m, accuracy_m) of the job site (great-circle distance), else `outside`: the check-in is "
+            "then recorded and flagged on the job's timeline, not refused. 404 unless the job is assigned to the "
+            "caller; 409 naming the current status otherwise. Honours `Idempotency-Key`."
+        ),
+    )
+    async def check_in(
+        self, request: Request, job_id: FromPath[uuid.UUID], data: JSONBody[workflow.CheckInBody], db_session: DbSession
+    ) -> Response[workflow.CheckInOut]:
+        async def action(technician_id, now):
+            verdict, distance, radius = await workflow.check_in(
+                job_id, technician_id, data, session=db_session, now=now
+            )
+            return workflow.CheckInOut(
+                geofence=verdict,
+                distance_m=round(distance, 1),
+                radius_m=round(radius, 1),
+                job=await services.technician_view(job_id, session=db_session),
+            )
+
+        return await self._on_site(request, db_session, action)
+
+    @post(
+        "/{job_id:uuid}/complete",
+        operation_id="completeJob",
+        status_code=200,
+        summary="The work is done",
+        description=(
+            "on_site → completed. The customer's tracking link stops showing the technician's position and "
+            "closes (404) 24 h later. 404 unless the job is assigned to the caller; 409 naming the current status "
+            "otherwise. Honours `Idempotency-Key`."
+        ),
+    )
+    async def complete(
+        self,
+        request: Request,
+        job_id: FromPath[uuid.UUID],
+        db_session: DbSession,
+        data: JSONBody[workflow.CompleteBody | None] = None,
+    ) -> Response[TechnicianJob]:
+        notes = data.notes if data else None
+
+        async def action(technician_id, now):
+            await workflow.complete(job_id, technician_id, notes, session=db_session, now=now)
+            return await services.technician_view(job_id, session=db_session)
+
+        return await self._on_site(request, db_session, action)

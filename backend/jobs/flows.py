@@ -297,6 +297,7 @@ async def cancel(
     if job.status not in CANCELLABLE:
         raise Conflict(f"a job that is {job.status} cannot be cancelled", status=job.status)
     job.status = "cancelled"
+    job.cancelled_at = now
     job.updated_at = now
     _event(session, job_id, "cancelled", now, reason=reason)
     await _withdraw_pending(job_id, session=session, queue=queue, now=now)

@@ -10,6 +10,7 @@ import msgspec
 from sqlalchemy import func, select, text, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from backend.compliance.services import required_credentials
 from backend.db.geo import lat_of, lon_of
 from backend.db.models import Job, JobEvent, Offer, PoolMembership, Technician
 from backend.jobs.schemas import (
@@ -104,7 +105,9 @@ async def match(
     session: AsyncSession,
 ) -> MatchResult:
     """Ranked candidates for a job under a wave: a bounded KNN walk, then the pure core."""
-    job = spec(row)
+    job = msgspec.structs.replace(
+        spec(row), required_credentials=await required_credentials(org_id, row.Job.skills, session=session)
+    )
     asap = is_asap(job, now, MATCH_SETTINGS)
     # The nearest eligible members that are ranked: two per place offered, at least 20.
     pool_size = pool_size or max(2 * limit, 20)

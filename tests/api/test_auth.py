@@ -11,12 +11,15 @@ from litestar.testing import AsyncTestClient
 from tests.helpers import ADMIN, new_org, onboard, technician_auth
 
 PUBLIC = ("/healthz", "/schema")
+# The customer's link: no credential needed, and an unknown token is 404 whoever asks.
+LINKS = ("/v1/track/",)
 # Which caller each part of the API serves (API.md, "Callers and credentials").
 # The first pattern that matches decides.
 OWNER = [
     (r"^/v1/admin/", "operator"),
-    (r"^/v1/jobs/\{job_id\}/back-out$", "technician"),
-    (r"^/v1/(technicians|jobs)", "org"),
+    (r"^/v1/jobs/\{job_id\}/(back-out|en-route|check-in|complete)$", "technician"),
+    (r"^/v1/technicians/\{technician_id\}/credentials", "org"),
+    (r"^/v1/(technicians|jobs|org|compliance)(/|$)", "org"),
     (r"^/v1/(me|offers)", "technician"),
 ]
 
@@ -29,7 +32,7 @@ def _owner(path: str) -> str:
 
 
 def _concrete(path: str) -> str:
-    path = path.replace("{token}", "some-device-token")
+    path = path.replace("{token}", "some-device-token").replace("{kind}", "nda")
     return re.sub(r"\{[a-z_]+_id\}", lambda _: str(uuid.uuid4()), path)
 
 
@@ -54,6 +57,11 @@ async def test_every_route_refuses_the_wrong_caller(client: AsyncTestClient) -> 
         if path.startswith(PUBLIC):
             response = await client.request(method, url)
             assert response.status_code < 400, (method, path, response.text)
+            continue
+        if path.startswith(LINKS):
+            for headers in ({}, {"Authorization": "Bearer nonsense"}, *callers.values()):
+                response = await client.request(method, url, headers=headers)
+                assert response.status_code == 404, (method, path, headers, response.status_code)
             continue
         owner = _owner(path)
         response = await client.request(method, url, json={})

@@ -16,6 +16,7 @@ from matching import JobSpec, MatchSettings, MemberSnapshot, WaveSpec, evaluate
 
 NOW = datetime(2025, 3, 4, 9, 30, tzinfo=UTC)
 SKILLS = ["hvac", "network", "pos", "printer"]
+CREDENTIALS = ["background_check", "cert:forklift", "nda"]
 TIERS = ["preferred", "approved"]
 
 
@@ -65,6 +66,15 @@ def naive_evaluate(job, wave, members, now, pool_size, limit, distances):
                 break
         if m.already_offered:
             reasons.append("already_offered")
+        for kind in sorted(job.required_credentials):
+            if kind not in m.credentials:
+                reasons.append("credential_missing:" + kind)
+                continue
+            status, expires_at = m.credentials[kind]
+            if status in ("pending", "failed"):
+                reasons.append("credential_not_valid:" + kind)
+            elif expires_at is not None and (job.window_end - expires_at).total_seconds() > 0:
+                reasons.append("credential_expired:" + kind)
 
         if reasons:
             excluded.append((str(m.technician_id), reasons))
@@ -106,6 +116,11 @@ def mostly(value: bool):
 OFFSET = st.sampled_from([(0.0, 0.0), (0.05, 0.1), (-0.1, 0.02)]) | st.tuples(
     st.floats(-0.9, 0.9), st.floats(-1.2, 1.2)
 )
+# A credential's expiry, from the job window's end: at it (in time), a second before, well before, after.
+CREDENTIAL = st.tuples(
+    st.sampled_from(["valid", "valid", "valid", "pending", "failed"]),
+    st.sampled_from([None, 0, -1, 1, -86_400 * 40]) | st.integers(-86_400, 86_400),
+)
 BUSY = st.tuples(
     st.sampled_from(["ends_at_start", "starts_at_end", "anywhere"]),
     st.integers(1, 4 * 3600),  # length
@@ -126,6 +141,9 @@ DRAFT = st.fixed_dictionaries(
         "speed_mps": maybe(st.sampled_from([0.0, 0.99, 1.0, 15.0]) | st.floats(0, 40)),
         "busy": st.lists(BUSY, max_size=2),
         "already_offered": mostly(False),
+        # Mostly every kind held valid without expiry, with some records drawn on top.
+        "good_standing": mostly(True),
+        "credentials": st.dictionaries(st.sampled_from(CREDENTIALS), CREDENTIAL, max_size=2),
         "rating": maybe(st.sampled_from([1.0, 3.0, 4.5, 5.0]) | st.floats(1, 5)),
         "reliability": maybe(st.sampled_from([0.0, 0.5, 1.0]) | st.floats(0, 1)),
         # A twin of the member before: the same but for the id (a tie in score and distance), or also a metre
@@ -146,11 +164,12 @@ SCENARIO = st.tuples(
     st.frozensets(st.sampled_from(SKILLS), max_size=3),
     st.sampled_from([frozenset(TIERS), frozenset({"preferred"}), frozenset({"approved"}), frozenset(TIERS)]),
     st.sampled_from([20.0, 50.0, 150.0]) | st.floats(0.5, 150),
+    st.frozensets(st.sampled_from(CREDENTIALS), max_size=3),  # required credentials
 )
 
 
 def build(scenario):
-    drafts, (lat, lon), start_s, length_s, skills, tiers, radius_km = scenario
+    drafts, (lat, lon), start_s, length_s, skills, tiers, radius_km, required = scenario
     start = NOW + timedelta(seconds=start_s)
     job = JobSpec(
         job_id=uuid.UUID(int=0),
@@ -159,6 +178,7 @@ def build(scenario):
         lon=lon,
         window_start=start,
         window_end=start + timedelta(seconds=length_s),
+        required_credentials=required,
     )
     wave = WaveSpec(tiers=tiers, radius_km=radius_km)
 
@@ -184,6 +204,10 @@ def build(scenario):
             d["live"] = None if d["live"] is None else (d["live"][0] + 1e-5, d["live"][1])
         home = place(d["home"])
         live = None if d["live"] is None else place(d["live"])
+        credentials = {kind: ("valid", None) for kind in CREDENTIALS} if d["good_standing"] else {}
+        for kind, (status, expiry_s) in d["credentials"].items():
+            expires_at = None if expiry_s is None else job.window_end + timedelta(seconds=expiry_s)
+            credentials[kind] = (status, expires_at)
         members.append(
             MemberSnapshot(
                 technician_id=d["technician_id"],
@@ -200,6 +224,7 @@ def build(scenario):
                 speed_mps=d["speed_mps"],
                 busy_windows=tuple(busy_window(*busy) for busy in d["busy"]),
                 already_offered=d["already_offered"],
+                credentials=credentials,
                 rating=d["rating"],
                 reliability=d["reliability"],
             )

@@ -33,7 +33,12 @@ def north_of_site(metres: float) -> tuple[float, float]:
     return SITE[0] + metres / METRES_PER_DEGREE, SITE[1]
 
 
-def job(start_in: timedelta = timedelta(days=1), hours: float = 3, skills: frozenset[str] = frozenset()) -> JobSpec:
+def job(
+    start_in: timedelta = timedelta(days=1),
+    hours: float = 3,
+    skills: frozenset[str] = frozenset(),
+    credentials: frozenset[str] = frozenset(),
+) -> JobSpec:
     start = NOW + start_in
     return JobSpec(
         job_id=uuid.UUID(int=999),
@@ -42,6 +47,7 @@ def job(start_in: timedelta = timedelta(days=1), hours: float = 3, skills: froze
         lon=SITE[1],
         window_start=start,
         window_end=start + timedelta(hours=hours),
+        required_credentials=credentials,
     )
 
 
@@ -203,13 +209,14 @@ def test_tier_inactive_and_already_offered():
 
 
 def test_all_reasons_are_collected_in_the_documented_order():
-    j = job(ASAP, skills=frozenset({"pos", "hvac"}))
+    j = job(ASAP, skills=frozenset({"pos", "hvac"}), credentials=frozenset({"nda", "background_check"}))
     everything_wrong = member(
         active=False,
         on_duty=False,
         age_s=3600,
         busy_windows=((j.window_start, j.window_end),),
         already_offered=True,
+        credentials={"nda": ("pending", None)},
     )
     preferred_only = WaveSpec(tiers=frozenset({"preferred"}), radius_km=50)
     assert reasons_for(everything_wrong, j, preferred_only) == [
@@ -221,6 +228,8 @@ def test_all_reasons_are_collected_in_the_documented_order():
         "missing_skill:pos",
         "busy",
         "already_offered",
+        "credential_missing:background_check",
+        "credential_not_valid:nda",
     ]
     later = job(skills=frozenset({"pos"}))
     far = member(
@@ -233,6 +242,57 @@ def test_all_reasons_are_collected_in_the_documented_order():
         "out_of_radius",
         "busy",
         "already_offered",
+    ]
+
+
+# --- credentials --------------------------------------------------------------------------------------
+
+
+def test_a_credential_expiring_exactly_as_the_window_ends_is_in_time_a_second_earlier_is_expired():
+    j = job(hours=3, credentials=frozenset({"insurance_liability"}))
+    in_time = member(credentials={"insurance_liability": ("valid", j.window_end)})
+    assert is_eligible(in_time, j)
+    one_second_short = member(credentials={"insurance_liability": ("valid", j.window_end - timedelta(seconds=1))})
+    assert reasons_for(one_second_short, j) == ["credential_expired:insurance_liability"]
+    # Valid when the work starts is not enough: it must last the whole window.
+    mid_window = member(credentials={"insurance_liability": ("valid", j.window_start + timedelta(hours=1))})
+    assert reasons_for(mid_window, j) == ["credential_expired:insurance_liability"]
+    assert is_eligible(member(credentials={"insurance_liability": ("valid", None)}), j)  # never expires
+
+
+@pytest.mark.parametrize(
+    ("held", "reason"),
+    [
+        (None, "credential_missing:nda"),
+        (("pending", None), "credential_not_valid:nda"),
+        (("failed", None), "credential_not_valid:nda"),
+        # Not valid comes first: a failed check that would also have expired is reported as not valid.
+        (("failed", NOW - timedelta(days=1)), "credential_not_valid:nda"),
+        (("valid", NOW - timedelta(days=1)), "credential_expired:nda"),
+        (("valid", NOW + timedelta(days=400)), None),
+    ],
+)
+def test_each_required_credential_must_be_held_valid_and_unexpired(held, reason):
+    m = member(credentials={} if held is None else {"nda": held})
+    assert reasons_for(m, job(credentials=frozenset({"nda"}))) == ([] if reason is None else [reason])
+    assert is_eligible(m, job())  # a job that requires nothing does not look
+
+
+def test_one_reason_per_credential_sorted_by_kind_and_unrequired_ones_ignored():
+    j = job(credentials=frozenset({"nda", "cert:forklift", "background_check", "drug_screen", "cert:epa-608"}))
+    m = member(
+        credentials={
+            "nda": ("valid", j.window_end - timedelta(hours=1)),
+            "drug_screen": ("valid", None),  # in good standing: no reason
+            "cert:epa-608": ("pending", None),
+            "insurance_liability": ("failed", None),  # not required
+        }
+    )
+    assert reasons_for(m, j) == [
+        "credential_missing:background_check",
+        "credential_not_valid:cert:epa-608",
+        "credential_missing:cert:forklift",
+        "credential_expired:nda",
     ]
 
 

@@ -1,0 +1,191 @@
+"""Credentials, requirement sets and compliance alerts, each one organisation's own."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+
+from sqlalchemy import select, text, tuple_
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from backend.compliance.schemas import AlertOut, CredentialOut, CredentialPut, Requirements, is_credential_kind
+from backend.db.models import ComplianceAlert, Credential, OrgRequirements, PoolMembership
+from backend.pagination import decode_cursor, encode_cursor
+from backend.schemas import Page
+
+EXPIRING_WITHIN = timedelta(days=30)
+
+
+class UnknownKind(ValueError):
+    """A credential kind that is not one of the known ones; `key` says where it was given."""
+
+    def __init__(self, key: str, kind: str) -> None:
+        super().__init__(key, kind)
+        self.key = key
+        self.kind = kind
+
+
+async def _in_pool(org_id: uuid.UUID, technician_id: uuid.UUID, session: AsyncSession) -> bool:
+    return await session.get(PoolMembership, (org_id, technician_id)) is not None
+
+
+def _credential_out(row: Credential) -> CredentialOut:
+    return CredentialOut(
+        kind=row.kind,
+        status=row.status,  # type: ignore[arg-type]
+        issued_at=row.issued_at,
+        expires_at=row.expires_at,
+        reference=row.reference,
+    )
+
+
+async def put_credential(
+    org_id: uuid.UUID, technician_id: uuid.UUID, kind: str, data: CredentialPut, *, now: datetime, session: AsyncSession
+) -> CredentialOut | None:
+    """Record (or replace) what this organisation verified; None when the technician is not in its pool."""
+    if not await _in_pool(org_id, technician_id, session):
+        return None
+    values = {
+        "status": data.status,
+        "issued_at": data.issued_at,
+        "expires_at": data.expires_at,
+        "reference": data.reference,
+        "updated_at": now,
+    }
+    row = (
+        await session.scalars(
+            insert(Credential)
+            .values(org_id=org_id, technician_id=technician_id, kind=kind, **values)
+            .on_conflict_do_update(index_elements=["org_id", "technician_id", "kind"], set_=values)
+            .returning(Credential)
+            .execution_options(populate_existing=True)
+        )
+    ).one()
+    out = _credential_out(row)
+    await session.commit()
+    return out
+
+
+async def list_credentials(
+    org_id: uuid.UUID, technician_id: uuid.UUID, *, session: AsyncSession
+) -> list[CredentialOut] | None:
+    if not await _in_pool(org_id, technician_id, session):
+        return None
+    rows = await session.scalars(
+        select(Credential)
+        .where(Credential.org_id == org_id, Credential.technician_id == technician_id)
+        .order_by(Credential.kind)
+    )
+    return [_credential_out(r) for r in rows]
+
+
+def _kinds(kinds: Iterable[str], key: str) -> list[str]:
+    kinds = list(kinds)
+    for i, kind in enumerate(kinds):
+        if not is_credential_kind(kind):
+            raise UnknownKind(f"{key}[{i}]", kind)
+    return sorted(set(kinds))
+
+
+def normalise_requirements(data: Requirements) -> Requirements:
+    """Kinds checked, de-duplicated and sorted; skills trimmed and lower-cased like everywhere else (two
+    spellings of one skill are merged). Raises UnknownKind."""
+    by_skill: dict[str, set[str]] = {}
+    for skill, kinds in data.by_skill.items():
+        by_skill.setdefault(skill.strip().lower(), set()).update(_kinds(kinds, f"by_skill.{skill}"))
+    return Requirements(
+        credentials=_kinds(data.credentials, "credentials"),
+        by_skill={skill: sorted(kinds) for skill, kinds in sorted(by_skill.items())},
+    )
+
+
+async def get_requirements(org_id: uuid.UUID, *, session: AsyncSession) -> Requirements:
+    row = await session.get(OrgRequirements, org_id)
+    if row is None:
+        return Requirements()
+    return Requirements(credentials=list(row.credentials), by_skill=dict(row.by_skill))
+
+
+async def put_requirements(org_id: uuid.UUID, data: Requirements, *, session: AsyncSession) -> Requirements:
+    """Replace the organisation's requirement set (raises UnknownKind before storing anything)."""
+    data = normalise_requirements(data)
+    values = {"credentials": data.credentials, "by_skill": data.by_skill}
+    await session.execute(
+        insert(OrgRequirements)
+        .values(org_id=org_id, **values)
+        .on_conflict_do_update(index_elements=["org_id"], set_=values)
+    )
+    await session.commit()
+    return data
+
+
+async def required_credentials(org_id: uuid.UUID, skills: Iterable[str], *, session: AsyncSession) -> frozenset[str]:
+    """The kinds a technician must hold for a job needing `skills`: the general set and each skill's."""
+    row = (
+        await session.execute(
+            select(OrgRequirements.credentials, OrgRequirements.by_skill).where(OrgRequirements.org_id == org_id)
+        )
+    ).first()
+    if row is None:
+        return frozenset()
+    kinds = set(row.credentials)
+    for skill in skills:
+        kinds.update(row.by_skill.get(skill, ()))
+    return frozenset(kinds)
+
+
+# One row per valid credential of an active member that expires within the horizon, raised at most once per
+# (alert kind, technician, credential kind, expiry): a renewed credential (a new expiry) is alerted again.
+_RAISE_CREDENTIAL_ALERTS = text(
+    """
+INSERT INTO compliance_alerts (id, org_id, technician_id, kind, value, "limit", at, dedupe_key)
+SELECT gen_random_uuid(), c.org_id, c.technician_id, a.kind, to_jsonb(c.kind),
+       to_jsonb(to_char(c.expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')), :now,
+       a.kind || ':' || c.technician_id || ':' || c.kind || ':'
+           || to_char(c.expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US')
+FROM credentials c
+JOIN pool_memberships m ON m.org_id = c.org_id AND m.technician_id = c.technician_id
+CROSS JOIN LATERAL (
+    SELECT CASE WHEN c.expires_at < :now THEN 'credential_expired' ELSE 'credential_expiring' END AS kind
+) a
+WHERE c.status = 'valid' AND c.expires_at IS NOT NULL AND c.expires_at <= :horizon AND m.active
+ON CONFLICT (org_id, dedupe_key) DO NOTHING
+"""
+)
+
+
+async def raise_credential_alerts(now: datetime, *, session: AsyncSession) -> int:
+    """`credential_expiring` for a valid credential that expires within 30 days of `now` (inclusive),
+    `credential_expired` once its expiry has passed; each once. Returns how many alerts were raised."""
+    result = await session.execute(_RAISE_CREDENTIAL_ALERTS, {"now": now, "horizon": now + EXPIRING_WITHIN})
+    await session.commit()
+    return result.rowcount
+
+
+async def list_alerts(
+    org_id: uuid.UUID, *, since: datetime | None, limit: int, cursor: str | None, session: AsyncSession
+) -> Page[AlertOut]:
+    """Oldest first, from `since` (inclusive)."""
+    query = select(ComplianceAlert).where(ComplianceAlert.org_id == org_id)
+    if since is not None:
+        query = query.where(ComplianceAlert.at >= since)
+    if cursor:
+        query = query.where(tuple_(ComplianceAlert.at, ComplianceAlert.id) > decode_cursor(cursor))
+    rows = list(await session.scalars(query.order_by(ComplianceAlert.at, ComplianceAlert.id).limit(limit + 1)))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    items = [
+        AlertOut(
+            id=r.id,
+            technician_id=r.technician_id,
+            kind=r.kind,
+            value=r.value,  # type: ignore[arg-type]
+            limit=r.limit,  # type: ignore[arg-type]
+            job_id=r.job_id,
+            at=r.at,
+        )
+        for r in rows
+    ]
+    return Page(items=items, next_cursor=encode_cursor(rows[-1].at, rows[-1].id) if more else None)

@@ -1,0 +1,133 @@
+"""On site: the assigned technician's way from the job's assignment to its completion.
+
+assigned → en_route → on_site → completed (a check-in straight from `assigned` is allowed: a technician
+who forgot to tap "en route" has still arrived). Each step locks the job row, is allowed only to the
+assigned technician (anyone else is told there is no such job) and only from the right state, and is
+recorded on the job's timeline in the same transaction.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Literal
+
+import msgspec
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from backend.db.models import Job
+from backend.jobs import services
+from backend.jobs.flows import Conflict, _event
+from backend.jobs.schemas import TechnicianJob
+from backend.schemas import Latitude, Longitude
+from backend.tracking.eta import Point, great_circle_m
+
+GEOFENCE_MIN_RADIUS_M = 150.0
+
+Geofence = Literal["verified", "outside"]
+
+
+# The bodies and answers of the technician's on-site actions.
+class CheckInBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    lat: Latitude
+    lon: Longitude
+    accuracy_m: Annotated[float, msgspec.Meta(ge=0, le=100_000, description="the fix's accuracy radius, metres")]
+
+
+class CheckInOut(msgspec.Struct):
+    geofence: Geofence
+    distance_m: float
+    """Great-circle distance from the reported position to the job site."""
+    radius_m: float
+    """The geofence's radius for this check-in: max(150 m, accuracy_m)."""
+    job: TechnicianJob
+
+
+class CompleteBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    notes: Annotated[str, msgspec.Meta(max_length=10_000)] | None = None
+
+
+def geofence(site: Point, reported: Point, accuracy_m: float) -> tuple[Geofence, float, float]:
+    """(verdict, great-circle distance, radius): within max(150 m, the fix's accuracy) is verified."""
+    distance = great_circle_m(site, reported)
+    radius = max(GEOFENCE_MIN_RADIUS_M, accuracy_m)
+    return ("verified" if distance <= radius else "outside"), distance, radius
+
+
+async def _assigned_job(job_id: uuid.UUID, technician_id: uuid.UUID, session: AsyncSession):
+    row = await services.load_any(job_id, session=session, lock=True)
+    if row is None or row.Job.technician_id != technician_id:
+        raise LookupError(job_id)
+    return row
+
+
+def _require(job: Job, allowed: tuple[str, ...], action: str) -> None:
+    if job.status not in allowed:
+        raise Conflict(f"a job that is {job.status} cannot be {action}", status=job.status)
+
+
+async def en_route(job_id: uuid.UUID, technician_id: uuid.UUID, *, session: AsyncSession, now: datetime) -> None:
+    row = await _assigned_job(job_id, technician_id, session)
+    job: Job = row.Job
+    _require(job, ("assigned",), "set en route")
+    job.status = "en_route"
+    job.updated_at = now
+    _event(session, job_id, "en_route", now, technician_id=str(technician_id))
+    await session.commit()
+
+
+async def check_in(
+    job_id: uuid.UUID,
+    technician_id: uuid.UUID,
+    data: CheckInBody,
+    *,
+    session: AsyncSession,
+    now: datetime,
+) -> tuple[Geofence, float, float]:
+    """Arrive on site. A position outside the geofence is recorded and flagged, never refused: GPS in
+    a basement or a large site's far gate should not keep a technician from working."""
+    row = await _assigned_job(job_id, technician_id, session)
+    job: Job = row.Job
+    _require(job, ("assigned", "en_route"), "checked in to")
+    verdict, distance, radius = geofence(Point(row.lat, row.lon), Point(data.lat, data.lon), data.accuracy_m)
+    job.status = "on_site"
+    job.updated_at = now
+    _event(
+        session,
+        job_id,
+        "checked_in",
+        now,
+        technician_id=str(technician_id),
+        geofence=verdict,
+        distance_m=round(distance, 1),
+        radius_m=round(radius, 1),
+        lat=data.lat,
+        lon=data.lon,
+        accuracy_m=data.accuracy_m,
+    )
+    if verdict == "outside":
+        # A separate entry, so that a dispatcher's console can list the jobs that need a look.
+        _event(
+            session,
+            job_id,
+            "flagged",
+            now,
+            reason="check_in_outside_geofence",
+            distance_m=round(distance, 1),
+            radius_m=round(radius, 1),
+        )
+    await session.commit()
+    return verdict, distance, radius
+
+
+async def complete(
+    job_id: uuid.UUID, technician_id: uuid.UUID, notes: str | None, *, session: AsyncSession, now: datetime
+) -> None:
+    row = await _assigned_job(job_id, technician_id, session)
+    job: Job = row.Job
+    _require(job, ("on_site",), "completed")
+    job.status = "completed"
+    job.completed_at = now
+    job.updated_at = now
+    _event(session, job_id, "completed", now, technician_id=str(technician_id), notes=notes)
+    await session.commit()
