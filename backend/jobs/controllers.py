@@ -226,29 +226,15 @@ class TechnicianJobController(Controller):
     async def back_out(
         self, request: Request, job_id: FromPath[uuid.UUID], data: JSONBody[BackOutBody], db_session: DbSession
     ) -> Response[TechnicianJob]:
-        technician_id = request.user.technician_id
+        async def action(technician_id, now):
+            queue = request.app.state.queue
+            await flows.back_out(job_id, technician_id, data.reason, session=db_session, queue=queue, now=now)
+            return await services.technician_view(job_id, session=db_session)
 
-        async def run() -> tuple[int, bytes]:
-            try:
-                await flows.back_out(
-                    job_id,
-                    technician_id,
-                    data.reason,
-                    session=db_session,
-                    queue=request.app.state.queue,
-                    now=datetime.now(UTC),
-                )
-            except LookupError:
-                raise NotFoundException("no such job assigned to you") from None
-            except flows.Conflict as exc:
-                await db_session.rollback()
-                raise conflict(exc) from None
-            return 200, msgspec.json.encode(await services.technician_view(job_id, session=db_session))
+        return await self._step(request, db_session, action)
 
-        return await idempotent(request, db_session, run)
-
-    async def _on_site(self, request: Request, db_session, action) -> Response:
-        """Run one of the on-site steps (idempotent by key); 404 unless the caller is the assigned technician."""
+    async def _step(self, request: Request, db_session, action) -> Response:
+        """Run one of the assigned technician's steps (idempotent by key); 404 unless the job is theirs."""
 
         async def run() -> tuple[int, bytes]:
             try:
@@ -281,7 +267,7 @@ class TechnicianJobController(Controller):
             await workflow.en_route(job_id, technician_id, session=db_session, now=now)
             return await services.technician_view(job_id, session=db_session)
 
-        return await self._on_site(request, db_session, action)
+        return await self._step(request, db_session, action)
 
     @post(
         "/{job_id:uuid}/check-in",
@@ -309,7 +295,7 @@ class TechnicianJobController(Controller):
                 job=await services.technician_view(job_id, session=db_session),
             )
 
-        return await self._on_site(request, db_session, action)
+        return await self._step(request, db_session, action)
 
     @post(
         "/{job_id:uuid}/complete",
@@ -335,4 +321,4 @@ class TechnicianJobController(Controller):
             await workflow.complete(job_id, technician_id, notes, session=db_session, now=now)
             return await services.technician_view(job_id, session=db_session)
 
-        return await self._on_site(request, db_session, action)
+        return await self._step(request, db_session, action)
