@@ -212,6 +212,24 @@ class JobController(Controller):
         )
 
 
+async def technician_step(request: Request, db_session, action, *, not_found: str) -> Response:
+    """Run a technician's action on a job or offer, at most once per Idempotency-Key: `action(technician_id,
+    now)` returns the response body; what is not theirs is 404, a state that forbids it 409."""
+
+    async def run() -> tuple[int, bytes]:
+        try:
+            body = await action(request.user.technician_id, datetime.now(UTC))
+        except LookupError:
+            await db_session.rollback()
+            raise NotFoundException(not_found) from None
+        except flows.Conflict as exc:
+            await db_session.rollback()
+            raise conflict(exc) from None
+        return 200, msgspec.json.encode(body)
+
+    return await idempotent(request, db_session, run)
+
+
 class TechnicianJobController(Controller):
     path = "/v1/jobs"
     tags = ["technician"]
@@ -231,23 +249,7 @@ class TechnicianJobController(Controller):
             await flows.back_out(job_id, technician_id, data.reason, session=db_session, queue=queue, now=now)
             return await services.technician_view(job_id, session=db_session)
 
-        return await self._step(request, db_session, action)
-
-    async def _step(self, request: Request, db_session, action) -> Response:
-        """Run one of the assigned technician's steps (idempotent by key); 404 unless the job is theirs."""
-
-        async def run() -> tuple[int, bytes]:
-            try:
-                body = await action(request.user.technician_id, datetime.now(UTC))
-            except LookupError:
-                await db_session.rollback()
-                raise NotFoundException("no such job assigned to you") from None
-            except flows.Conflict as exc:
-                await db_session.rollback()
-                raise conflict(exc) from None
-            return 200, msgspec.json.encode(body)
-
-        return await idempotent(request, db_session, run)
+        return await technician_step(request, db_session, action, not_found="no such job assigned to you")
 
     @post(
         "/{job_id:uuid}/en-route",
@@ -267,7 +269,7 @@ class TechnicianJobController(Controller):
             await workflow.en_route(job_id, technician_id, session=db_session, now=now)
             return await services.technician_view(job_id, session=db_session)
 
-        return await self._step(request, db_session, action)
+        return await technician_step(request, db_session, action, not_found="no such job assigned to you")
 
     @post(
         "/{job_id:uuid}/check-in",
@@ -295,7 +297,7 @@ class TechnicianJobController(Controller):
                 job=await services.technician_view(job_id, session=db_session),
             )
 
-        return await self._step(request, db_session, action)
+        return await technician_step(request, db_session, action, not_found="no such job assigned to you")
 
     @post(
         "/{job_id:uuid}/complete",
@@ -321,4 +323,4 @@ class TechnicianJobController(Controller):
             await workflow.complete(job_id, technician_id, notes, session=db_session, now=now)
             return await services.technician_view(job_id, session=db_session)
 
-        return await self._step(request, db_session, action)
+        return await technician_step(request, db_session, action, not_found="no such job assigned to you")

@@ -3,16 +3,13 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
-import msgspec
 from litestar import Controller, Request, Response, get, post
-from litestar.exceptions import NotFoundException
 from litestar.params import FromPath, JSONBody
 
 from backend.auth import technician_only
 from backend.db.engine import DbSession
-from backend.idempotency import idempotent
 from backend.jobs import flows, services
-from backend.jobs.controllers import conflict
+from backend.jobs.controllers import technician_step
 from backend.jobs.schemas import DeclineBody, MyOffer, TechnicianJob
 from backend.schemas import Page
 
@@ -34,21 +31,12 @@ class OfferController(Controller):
     async def accept(
         self, request: Request, offer_id: FromPath[uuid.UUID], db_session: DbSession
     ) -> Response[TechnicianJob]:
-        technician_id = request.user.technician_id
+        async def action(technician_id, now):
+            queue = request.app.state.queue
+            _, job_id = await flows.accept(offer_id, technician_id, session=db_session, queue=queue, now=now)
+            return await services.technician_view(job_id, session=db_session)
 
-        async def run() -> tuple[int, bytes]:
-            try:
-                _, job_id = await flows.accept(
-                    offer_id, technician_id, session=db_session, queue=request.app.state.queue, now=datetime.now(UTC)
-                )
-            except LookupError:
-                raise NotFoundException(NO_OFFER) from None
-            except flows.Conflict as exc:
-                await db_session.rollback()
-                raise conflict(exc) from None
-            return 200, msgspec.json.encode(await services.technician_view(job_id, session=db_session))
-
-        return await idempotent(request, db_session, run)
+        return await technician_step(request, db_session, action, not_found=NO_OFFER)
 
     @post("/{offer_id:uuid}/decline", operation_id="declineOffer", status_code=200, summary="Decline an offer")
     async def decline(
@@ -58,26 +46,13 @@ class OfferController(Controller):
         db_session: DbSession,
         data: JSONBody[DeclineBody | None] = None,
     ) -> Response[dict]:
-        technician_id = request.user.technician_id
+        async def action(technician_id, now):
+            reason = data.reason if data else None
+            queue = request.app.state.queue
+            await flows.decline(offer_id, technician_id, reason, session=db_session, queue=queue, now=now)
+            return {"id": str(offer_id), "status": "declined"}
 
-        async def run() -> tuple[int, bytes]:
-            try:
-                await flows.decline(
-                    offer_id,
-                    technician_id,
-                    data.reason if data else None,
-                    session=db_session,
-                    queue=request.app.state.queue,
-                    now=datetime.now(UTC),
-                )
-            except LookupError:
-                raise NotFoundException(NO_OFFER) from None
-            except flows.Conflict as exc:
-                await db_session.rollback()
-                raise conflict(exc) from None
-            return 200, msgspec.json.encode({"id": str(offer_id), "status": "declined"})
-
-        return await idempotent(request, db_session, run)
+        return await technician_step(request, db_session, action, not_found=NO_OFFER)
 
 
 class MyWorkController(Controller):
