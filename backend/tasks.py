@@ -15,6 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from backend.compliance.services import raise_credential_alerts
 from backend.db.models import Device
+from backend.idempotency import RETENTION as IDEMPOTENCY_RETENTION
+from backend.idempotency import purge_expired as purge_idempotency_keys
 from backend.settings import TrackingSettings
 from backend.tracking.services import purge_pings
 from notifications import PushMessage, PushSender
@@ -55,6 +57,9 @@ def register(app: procrastinate.App) -> None:
         purged = await purge_pings(runtime.sessionmaker, datetime.fromtimestamp(timestamp, UTC), retention)
         if purged:
             log.info("purged %d location pings older than %s", purged, retention)
+        keys = await purge_idempotency_keys(runtime.sessionmaker, datetime.fromtimestamp(timestamp, UTC))
+        if keys:
+            log.info("forgot %d idempotency keys older than %s", keys, IDEMPOTENCY_RETENTION)
 
     # Daily: credentials about to expire (within 30 days) or expired, each alerted once.
     @app.periodic(cron="5 4 * * *")
