@@ -7,7 +7,6 @@ before it serves anything.
 from __future__ import annotations
 
 import os
-import secrets
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
@@ -53,7 +52,8 @@ class WorkerSettings(msgspec.Struct, frozen=True):
 
 
 class PresenceSettings(msgspec.Struct, frozen=True):
-    max_pings_per_request: int = 100
+    """How far from now a ping's `recorded_at` may be (API.md); the batch size (1..100) is in PingBatch."""
+
     max_ping_age_s: int = 24 * 3600
     max_ping_future_s: int = 120
 
@@ -92,30 +92,26 @@ class Settings(msgspec.Struct, frozen=True):
         return self.env == "production"
 
 
-def _int(environ: Mapping[str, str], name: str, default: int, lo: int, hi: int) -> int:
+def _number(environ: Mapping[str, str], name: str, default, lo, hi, kind: type = int):
     raw = environ.get(name)
     if raw is None or raw == "":
         return default
     try:
-        value = int(raw)
+        value = kind(raw)
     except ValueError:
-        raise SettingsError(f"{name}: expected an integer, got {raw!r}") from None
-    if not lo <= value <= hi:
-        raise SettingsError(f"{name}: must be between {lo} and {hi}, got {value}")
-    return value
-
-
-def _float(environ: Mapping[str, str], name: str, default: float, lo: float, hi: float) -> float:
-    raw = environ.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise SettingsError(f"{name}: expected a number, got {raw!r}") from None
+        expected = "an integer" if kind is int else "a number"
+        raise SettingsError(f"{name}: expected {expected}, got {raw!r}") from None
     if not lo <= value <= hi:
         raise SettingsError(f"{name}: must be between {lo:g} and {hi:g}, got {value:g}")
     return value
+
+
+def _int(environ: Mapping[str, str], name: str, default: int, lo: int, hi: int) -> int:
+    return _number(environ, name, default, lo, hi, int)
+
+
+def _float(environ: Mapping[str, str], name: str, default: float, lo: float, hi: float) -> float:
+    return _number(environ, name, default, lo, hi, float)
 
 
 def _choice(environ: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
@@ -183,9 +179,6 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         raise SettingsError("GOOGLE_APPLICATION_CREDENTIALS: required with TRUCKROLL_PUSH=fcm in production")
     push = PushSettings(mode=push_mode, fcm_endpoint=endpoint, credentials_file=credentials_file)  # type: ignore[arg-type]
 
-    presence = PresenceSettings(
-        max_pings_per_request=_int(environ, "TRUCKROLL_MAX_PINGS_PER_REQUEST", 100, 1, 1000),
-    )
     worker = WorkerSettings(
         mode=_choice(environ, "TRUCKROLL_WORKER", "external" if production else "inprocess", ("inprocess", "external"))  # type: ignore[arg-type]
     )
@@ -212,9 +205,4 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         server=server,
         auth=auth,
         push=push,
-        presence=presence,
     )
-
-
-def new_secret(nbytes: int = 32) -> str:
-    return secrets.token_urlsafe(nbytes)
