@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from backend.settings import REPO_ROOT, Settings, SettingsError, load_settings
+from backend.settings import DEV_ADMIN_TOKEN, REPO_ROOT, Settings, SettingsError, load_settings
 
 PID_FILE = REPO_ROOT / ".truckroll" / "serve.pid"
 
@@ -41,8 +41,8 @@ def cmd_serve(args: argparse.Namespace) -> None:
     host = args.host or settings.server.host
     port = args.port or settings.server.port
     print(f"truckroll: serving on http://{host}:{port} (OpenAPI docs at http://{host}:{port}/schema)", flush=True)
-    if settings.auth.admin_token == "dev-admin-token":
-        print("truckroll: development operator token: dev-admin-token (set TRUCKROLL_ADMIN_TOKEN)", flush=True)
+    if settings.auth.admin_token == DEV_ADMIN_TOKEN:
+        print(f"truckroll: development operator token: {DEV_ADMIN_TOKEN} (set TRUCKROLL_ADMIN_TOKEN)", flush=True)
     PID_FILE.parent.mkdir(parents=True, exist_ok=True)
     PID_FILE.write_text(str(os.getpid()))
     try:

@@ -228,7 +228,7 @@ def needs_wider_walk(rows: Sequence, *, k: int, pool_size: int, radius_km: float
     return max(r.distance_m for r in found) >= reach
 
 
-def snapshot(row, *, busy: bool = False) -> MemberSnapshot:
+def snapshot(row) -> MemberSnapshot:
     return MemberSnapshot(
         technician_id=row.technician_id,
         tier=row.tier,

@@ -29,6 +29,7 @@ from backend.pagination import Cursor, Limit
 from backend.schemas import Page
 
 NO_JOB = "no such job in this organisation"
+NOT_YOURS = "no such job assigned to you"
 
 
 def conflict(exc: flows.Conflict) -> ClientException:
@@ -249,7 +250,7 @@ class TechnicianJobController(Controller):
             await flows.back_out(job_id, technician_id, data.reason, session=db_session, queue=queue, now=now)
             return await services.technician_view(job_id, session=db_session)
 
-        return await technician_step(request, db_session, action, not_found="no such job assigned to you")
+        return await technician_step(request, db_session, action, not_found=NOT_YOURS)
 
     @post(
         "/{job_id:uuid}/en-route",
@@ -269,7 +270,7 @@ class TechnicianJobController(Controller):
             await workflow.en_route(job_id, technician_id, session=db_session, now=now)
             return await services.technician_view(job_id, session=db_session)
 
-        return await technician_step(request, db_session, action, not_found="no such job assigned to you")
+        return await technician_step(request, db_session, action, not_found=NOT_YOURS)
 
     @post(
         "/{job_id:uuid}/check-in",
@@ -297,7 +298,7 @@ class TechnicianJobController(Controller):
                 job=await services.technician_view(job_id, session=db_session),
             )
 
-        return await technician_step(request, db_session, action, not_found="no such job assigned to you")
+        return await technician_step(request, db_session, action, not_found=NOT_YOURS)
 
     @post(
         "/{job_id:uuid}/complete",
@@ -323,4 +324,4 @@ class TechnicianJobController(Controller):
             await workflow.complete(job_id, technician_id, notes, session=db_session, now=now)
             return await services.technician_view(job_id, session=db_session)
 
-        return await technician_step(request, db_session, action, not_found="no such job assigned to you")
+        return await technician_step(request, db_session, action, not_found=NOT_YOURS)

@@ -140,15 +140,25 @@ async def match(
     return evaluate(job, wave, members, now, settings=settings, limit=limit, explain=explain, distances=distances)
 
 
+def _summary(row) -> dict:
+    """What every view of a job shows: a technician's offer, their job, the dispatcher's job."""
+    job: Job = row.Job
+    return {
+        "id": job.id,
+        "title": job.title,
+        "skills": list(job.skills),
+        "location": LatLon(lat=row.lat, lon=row.lon),
+        "window": Window(start=job.window_start, end=job.window_end),
+        "address": job.address,
+        "pay": msgspec.convert(job.pay, Pay) if job.pay else None,
+    }
+
+
 def _out(row, technician: TechnicianRef | None, offers=None, events=None) -> JobOut:
     job: Job = row.Job
     return JobOut(
-        id=job.id,
+        **_summary(row),
         status=job.status,
-        title=job.title,
-        skills=list(job.skills),
-        location=LatLon(lat=row.lat, lon=row.lon),
-        window=Window(start=job.window_start, end=job.window_end),
         customer=msgspec.convert(job.customer, Customer),
         dispatch=msgspec.convert(job.dispatch, Dispatch),
         estimated_hours=job.estimated_hours,
@@ -158,8 +168,6 @@ def _out(row, technician: TechnicianRef | None, offers=None, events=None) -> Job
         created_at=job.created_at,
         description=job.description,
         external_ref=job.external_ref,
-        address=job.address,
-        pay=msgspec.convert(job.pay, Pay) if job.pay else None,
         offers=offers,
         events=events,
     )
@@ -255,16 +263,10 @@ async def list_jobs(
 def _technician_job(row) -> TechnicianJob:
     job: Job = row.Job
     return TechnicianJob(
-        id=job.id,
+        **_summary(row),
         status=job.status,
-        title=job.title,
-        skills=list(job.skills),
-        location=LatLon(lat=row.lat, lon=row.lon),
-        window=Window(start=job.window_start, end=job.window_end),
         customer=msgspec.convert(job.customer, Customer),
         description=job.description,
-        address=job.address,
-        pay=msgspec.convert(job.pay, Pay) if job.pay else None,
     )
 
 
@@ -296,15 +298,7 @@ async def pending_offers(technician_id: uuid.UUID, now: datetime, *, session: As
     return [
         MyOffer(
             id=r.offer_id,
-            job=JobSummary(
-                id=r.Job.id,
-                title=r.Job.title,
-                skills=list(r.Job.skills),
-                location=LatLon(lat=r.lat, lon=r.lon),
-                window=Window(start=r.Job.window_start, end=r.Job.window_end),
-                address=r.Job.address,
-                pay=msgspec.convert(r.Job.pay, Pay) if r.Job.pay else None,
-            ),
+            job=JobSummary(**_summary(r)),
             distance_m=r.distance_m,
             expires_at=r.expires_at,
         )
