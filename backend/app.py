@@ -23,7 +23,12 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.auth import PUBLIC_PATHS, AuthMiddleware, IdTokenVerifier, ServiceUnavailable
-from backend.compliance.controllers import ComplianceController, CredentialController, OrgController
+from backend.compliance.controllers import (
+    ComplianceController,
+    CredentialController,
+    EngagementController,
+    OrgController,
+)
 from backend.db.engine import DbSession, database_url, make_engine, make_sessionmaker
 from backend.jobs.controllers import JobController, TechnicianJobController
 from backend.offers.controllers import MyWorkController, OfferController
@@ -32,6 +37,7 @@ from backend.presence.controllers import MeController
 from backend.presence.recorder import PingRecorder
 from backend.push import make_sender
 from backend.queue import WORKER_OPTIONS, libpq_url, make_queue, run_supervised_worker
+from backend.ratings.controllers import RatingController
 from backend.settings import Settings, load_settings
 from backend.tasks import Runtime
 from backend.technicians.controllers import TechnicianController
@@ -129,10 +135,12 @@ def create_app(
             CredentialController,
             OrgController,
             ComplianceController,
+            EngagementController,
             MeController,
             MyWorkController,
             JobController,
             TechnicianJobController,
+            RatingController,
             OfferController,
             tracking_router(settings.tracking),
             *extra_route_handlers,

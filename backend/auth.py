@@ -168,6 +168,15 @@ async def technician_only(connection: ASGIConnection, handler: BaseRouteHandler)
         raise PermissionDeniedException("this Firebase account has not been onboarded into any pool")
 
 
+async def org_or_technician(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
+    """For the few routes both sides of a job use (ratings); the handler tells them apart by the caller's kind."""
+    if isinstance(connection.user, OrgCaller):
+        return
+    if not isinstance(connection.user, TechnicianCaller):
+        raise PermissionDeniedException("this route is for organisations (an API key) and technicians (an ID token)")
+    await technician_only(connection, handler)
+
+
 def emulator_id_token(uid: str, project_id: str, *, lifetime_s: int = 3600) -> str:
     """An unsigned ID token in the Firebase Auth emulator's format, for development and tests only:
     firebase-admin accepts it only while FIREBASE_AUTH_EMULATOR_HOST is set."""

@@ -1,6 +1,6 @@
-"""The queue's tasks: a wave's deadline, push delivery, the purge of old ping history and the daily credential
-alerts. They run in `truckroll worker` (or inside the server process with TRUCKROLL_WORKER=inprocess, as
-`make run` does)."""
+"""The queue's tasks: a wave's deadline, push delivery, the purge of old ping history, the release of ratings
+and the daily credential alerts. They run in `truckroll worker` (or inside the server process with
+TRUCKROLL_WORKER=inprocess, as `make run` does)."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from backend.compliance.services import raise_credential_alerts
 from backend.db.models import Device
 from backend.idempotency import RETENTION as IDEMPOTENCY_RETENTION
 from backend.idempotency import purge_expired as purge_idempotency_keys
+from backend.ratings.services import release_due
 from backend.settings import TrackingSettings
 from backend.tracking.services import purge_pings
 from notifications import PushMessage, PushSender
@@ -60,6 +61,17 @@ def register(app: procrastinate.App) -> None:
         keys = await purge_idempotency_keys(runtime.sessionmaker, datetime.fromtimestamp(timestamp, UTC))
         if keys:
             log.info("forgot %d idempotency keys older than %s", keys, IDEMPOTENCY_RETENTION)
+
+    # Every hour: ratings whose 14-day window has closed with the other side silent count from now on
+    # (reading them is exact without this; only the members' aggregates wait for it).
+    @app.periodic(cron="23 * * * *")
+    @app.task(name="release_ratings", queue="maintenance", pass_context=True)
+    async def release_ratings(context: procrastinate.JobContext, timestamp: int) -> None:
+        runtime: Runtime = context.additional_context["runtime"]
+        async with runtime.sessionmaker() as session:
+            released = await release_due(datetime.fromtimestamp(timestamp, UTC), session=session)
+        if released:
+            log.info("released %d ratings whose window closed", released)
 
     # Daily: credentials about to expire (within 30 days) or expired, each alerted once.
     @app.periodic(cron="5 4 * * *")

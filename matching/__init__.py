@@ -2,13 +2,17 @@
 
 from matching.candidates import (
     DEFAULT_SETTINGS,
+    ENGAGEMENT_LIMITS,
     Candidate,
+    EngagementPolicy,
     Excluded,
     JobSpec,
     MatchResult,
     MatchSettings,
     MemberSnapshot,
+    OverLimit,
     WaveSpec,
+    Withheld,
     eta_seconds,
     evaluate,
     exclusion_reasons,
@@ -16,18 +20,23 @@ from matching.candidates import (
     haversine_m,
     is_asap,
     origin,
+    over_limits,
     score,
 )
 
 __all__ = [
     "DEFAULT_SETTINGS",
+    "ENGAGEMENT_LIMITS",
     "Candidate",
+    "EngagementPolicy",
     "Excluded",
     "JobSpec",
     "MatchResult",
     "MatchSettings",
     "MemberSnapshot",
+    "OverLimit",
     "WaveSpec",
+    "Withheld",
     "eta_seconds",
     "evaluate",
     "exclusion_reasons",
@@ -35,5 +44,6 @@ __all__ = [
     "haversine_m",
     "is_asap",
     "origin",
+    "over_limits",
     "score",
 ]

@@ -23,6 +23,17 @@ Eligibility
     which kinds a job requires (the organisation's general set plus those of each of the job's skills) is
     decided by the caller (`JobSpec.required_credentials`).
 
+Co-employment guardrails
+    With an engagement policy on the job (`JobSpec.policy`), each member's engagement figures *including
+    the new job* (`MemberSnapshot.engagement`: `hours_per_week`, `consecutive_weeks`, `tenure`; worked out by
+    the database layer) are compared with the policy's limits; a figure strictly above its limit is over it
+    (reaching the limit exactly is allowed). In `block` mode each limit passed is one more reason,
+    `engagement_limit:<kind>` in that order, after the credential reasons; in `warn` mode the member stays
+    eligible and the candidate carries `warnings: ["engagement_limit:<kind>", ...]`. Either way the figures
+    over a limit are reported (`Candidate.over_limits`, `MatchResult.withheld`) for the compliance alerts.
+    `withheld` lists the members left out by engagement limits alone who would otherwise have been in the
+    candidate set: no further away than its farthest member (any of them, when the set is not full).
+
 Distance and ETA
     Great-circle distance (haversine on the mean Earth radius). PostGIS geography measures on the WGS84
     spheroid, which differs by up to ~0.3 %; the database layer passes in `distances` the figures it ordered
@@ -91,6 +102,24 @@ class MemberSnapshot(msgspec.Struct, frozen=True, kw_only=True):
     # kind -> (status, expires_at) of the credentials the organisation recorded; only the kinds the job
     # requires are consulted, so a caller may pass just those.
     credentials: Mapping[str, tuple[str, datetime | None]] = msgspec.field(default_factory=dict)
+    # Engagement figures with the job being matched added (see EngagementPolicy); only read with a policy.
+    engagement: Mapping[str, float] = msgspec.field(default_factory=dict)
+
+
+ENGAGEMENT_LIMITS = ("hours_per_week", "consecutive_weeks", "tenure")
+
+
+class EngagementPolicy(msgspec.Struct, frozen=True, kw_only=True):
+    """An organisation's co-employment limits: kind (one of ENGAGEMENT_LIMITS) -> the highest figure allowed."""
+
+    limits: Mapping[str, float]
+    block: bool  # False: warn
+
+
+class OverLimit(msgspec.Struct, frozen=True, kw_only=True):
+    kind: str  # one of ENGAGEMENT_LIMITS
+    value: float  # the member's figure with the job
+    limit: float
 
 
 class JobSpec(msgspec.Struct, frozen=True, kw_only=True):
@@ -101,6 +130,7 @@ class JobSpec(msgspec.Struct, frozen=True, kw_only=True):
     window_start: datetime
     window_end: datetime
     required_credentials: frozenset[str] = frozenset()  # credential kinds a member must hold in good standing
+    policy: EngagementPolicy | None = None
 
 
 class WaveSpec(msgspec.Struct, frozen=True, kw_only=True):
@@ -143,6 +173,7 @@ class Candidate(msgspec.Struct, frozen=True, kw_only=True):
     eta_s: int
     components: dict[str, float]  # contribution of each part of the score; they add up to it
     warnings: list[str] = msgspec.field(default_factory=list)
+    over_limits: list[OverLimit] = msgspec.field(default_factory=list)  # in warn mode
 
 
 class Excluded(msgspec.Struct, frozen=True, kw_only=True):
@@ -150,9 +181,18 @@ class Excluded(msgspec.Struct, frozen=True, kw_only=True):
     reasons: list[str]
 
 
+class Withheld(msgspec.Struct, frozen=True, kw_only=True):
+    """A member the job is not offered to because of engagement limits alone (block mode)."""
+
+    technician_id: uuid.UUID
+    distance_m: float
+    over_limits: list[OverLimit]
+
+
 class MatchResult(msgspec.Struct, frozen=True, kw_only=True):
     candidates: list[Candidate]
     excluded: list[Excluded]  # only with explain=True; ordered by technician id
+    withheld: list[Withheld] = msgspec.field(default_factory=list)  # ordered by distance, then id
 
 
 def haversine_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
@@ -245,7 +285,18 @@ def _exclusion_reasons(
         reasons.append("already_offered")
     if job.required_credentials:
         reasons.extend(_credential_reasons(member, job))
+    if job.policy is not None and job.policy.block:
+        reasons.extend(f"engagement_limit:{over.kind}" for over in over_limits(member.engagement, job.policy))
     return reasons
+
+
+def over_limits(figures: Mapping[str, float], policy: EngagementPolicy) -> list[OverLimit]:
+    """The policy's limits that a member's engagement figures (with the job) pass, in ENGAGEMENT_LIMITS order."""
+    return [
+        OverLimit(kind=kind, value=figures.get(kind, 0.0), limit=policy.limits[kind])
+        for kind in ENGAGEMENT_LIMITS
+        if kind in policy.limits and figures.get(kind, 0.0) > policy.limits[kind]
+    ]
 
 
 def _credential_reasons(member: MemberSnapshot, job: JobSpec) -> list[str]:
@@ -306,6 +357,7 @@ def evaluate(
     fresh_since = now - timedelta(seconds=settings.fresh_location_s)
     eligible: list[tuple[float, uuid.UUID, MemberSnapshot]] = []
     excluded: list[Excluded] = []
+    limited: list[tuple[float, uuid.UUID, MemberSnapshot]] = []  # left out by engagement limits alone
     for member in members:
         position = _origin(member, asap, fresh_since)
         distance: float | None = None
@@ -318,6 +370,8 @@ def evaluate(
         if reasons:
             if explain:
                 excluded.append(Excluded(technician_id=member.technician_id, reasons=reasons))
+            if all(reason.startswith("engagement_limit:") for reason in reasons):
+                limited.append((distance, member.technician_id, member))  # type: ignore[arg-type]
         else:
             eligible.append((distance, member.technician_id, member))  # type: ignore[arg-type]
 
@@ -328,17 +382,33 @@ def evaluate(
         member_score, components = score(member, eta_s, settings)
         ranked.append((member_score, distance, technician_id, eta_s, components))
     ranked.sort(key=lambda entry: (-entry[0], entry[1], entry[2]))
+    pool_members = {technician_id: member for _, technician_id, member in pool}
 
-    candidates = [
-        Candidate(
-            technician_id=technician_id,
-            rank=rank,
-            score=member_score,
-            distance_m=round(distance, 1),
-            eta_s=eta_s,
-            components=components,
+    warn = job.policy is not None and not job.policy.block
+    candidates = []
+    for rank, (member_score, distance, technician_id, eta_s, components) in enumerate(ranked[:limit], start=1):
+        over = over_limits(pool_members[technician_id].engagement, job.policy) if warn else []  # type: ignore[arg-type]
+        candidates.append(
+            Candidate(
+                technician_id=technician_id,
+                rank=rank,
+                score=member_score,
+                distance_m=round(distance, 1),
+                eta_s=eta_s,
+                components=components,
+                warnings=[f"engagement_limit:{o.kind}" for o in over],
+                over_limits=over,
+            )
         )
-        for rank, (member_score, distance, technician_id, eta_s, components) in enumerate(ranked[:limit], start=1)
-    ]
     excluded.sort(key=lambda entry: entry.technician_id.int)
-    return MatchResult(candidates=candidates, excluded=excluded)
+    edge = (pool[-1][0], pool[-1][1]) if len(pool) >= settings.pool_size else None
+    withheld = [
+        Withheld(
+            technician_id=technician_id,
+            distance_m=round(distance, 1),
+            over_limits=over_limits(member.engagement, job.policy),
+        )  # type: ignore[arg-type]
+        for distance, technician_id, member in sorted(limited, key=lambda entry: (entry[0], entry[1]))
+        if edge is None or (distance, technician_id) <= edge
+    ]
+    return MatchResult(candidates=candidates, excluded=excluded, withheld=withheld)

@@ -32,6 +32,7 @@ from datetime import datetime
 from sqlalchemy import TextClause, text
 
 from matching.candidates import JobSpec, MemberSnapshot, WaveSpec
+from matching.curation import bayesian_rating, reliability
 
 _BUSY = """
     EXISTS (
@@ -70,8 +71,14 @@ _ELIGIBLE = f"""
     AND {_CREDENTIALED.format(who="w.technician_id")}
 """
 
+# What the ranking reads of a member besides distance: the rating and reliability counters.
+_CURATION = """m.rating_count, m.rating_sum, m.offers_answered, m.offers_accepted, m.assignments, m.backouts,
+    m.check_ins, m.on_time_check_ins, m.completions"""
+
 _SNAPSHOT = """
     e.technician_id, e.tier, e.active, e.skills, e.service_radius_km,
+    e.rating_count, e.rating_sum, e.offers_answered, e.offers_accepted, e.assignments, e.backouts,
+    e.check_ins, e.on_time_check_ins, e.completions,
     ST_Y(e.home::geometry) AS home_lat, ST_X(e.home::geometry) AS home_lon,
     t.on_duty, ST_Y(t.location::geometry) AS location_lat, ST_X(t.location::geometry) AS location_lon,
     t.location_recorded_at, t.speed_mps, e.distance_m,
@@ -97,7 +104,7 @@ eligible AS (
         -- A lookup by primary key for each walked position (LIMIT keeps the planner from turning the
         -- walk's few thousand rows into a scan of the whole pool).
         CROSS JOIN LATERAL (
-            SELECT m.technician_id, m.tier, m.active, m.skills, m.service_radius_km, m.home
+            SELECT m.technician_id, m.tier, m.active, m.skills, m.service_radius_km, m.home, {_CURATION}
             FROM pool_memberships m WHERE m.org_id = :org_id AND m.technician_id = near.id LIMIT 1
         ) m
         WHERE near.location_recorded_at >= :fresh_since
@@ -116,7 +123,7 @@ FROM walk LEFT JOIN eligible e ON true LEFT JOIN technicians t ON t.id = e.techn
 NEAREST_HOME = text(
     f"""
 WITH near AS (
-    SELECT m.technician_id, m.tier, m.active, m.skills, m.service_radius_km, m.home,
+    SELECT m.technician_id, m.tier, m.active, m.skills, m.service_radius_km, m.home, {_CURATION},
            m.home <-> CAST(:point AS geography) AS distance_m
     FROM pool_memberships m
     WHERE m.org_id = :org_id
@@ -152,7 +159,7 @@ SKILLED_NEAREST = text(
     f"""
 WITH eligible AS (
     SELECT w.* FROM (
-        SELECT m.technician_id, m.tier, m.active, m.skills, m.service_radius_km, m.home,
+        SELECT m.technician_id, m.tier, m.active, m.skills, m.service_radius_km, m.home, {_CURATION},
                ST_Distance(CASE WHEN :asap THEN t.location ELSE m.home END, CAST(:point AS geography), false)
                    AS distance_m
         FROM pool_memberships m JOIN technicians t ON t.id = m.technician_id
@@ -172,7 +179,7 @@ FROM eligible e JOIN technicians t ON t.id = e.technician_id
 # `explain`: every member of the pool, with what makes them busy or already offered and their credentials.
 WHOLE_POOL = text(
     f"""
-SELECT m.technician_id, m.tier, m.active, m.skills, m.service_radius_km,
+SELECT m.technician_id, m.tier, m.active, m.skills, m.service_radius_km, {_CURATION},
     ST_Y(m.home::geometry) AS home_lat, ST_X(m.home::geometry) AS home_lon,
     t.on_duty, ST_Y(t.location::geometry) AS location_lat, ST_X(t.location::geometry) AS location_lon,
     t.location_recorded_at, t.speed_mps,
@@ -245,6 +252,16 @@ def snapshot(row) -> MemberSnapshot:
         busy_windows=tuple((w[0], w[1]) for w in getattr(row, "busy_windows", None) or ()),
         already_offered=bool(getattr(row, "already_offered", False)),
         credentials=_credentials(row),
+        rating=bayesian_rating(row.rating_count, row.rating_sum),
+        reliability=reliability(
+            offers_answered=row.offers_answered,
+            offers_accepted=row.offers_accepted,
+            assignments=row.assignments,
+            backouts=row.backouts,
+            check_ins=row.check_ins,
+            on_time_check_ins=row.on_time_check_ins,
+            completions=row.completions,
+        ).score,
     )
 
 

@@ -58,3 +58,19 @@ class AlertOut(msgspec.Struct, kw_only=True, omit_defaults=True):
     limit: float | str | None
     job_id: uuid.UUID | None = None
     at: datetime
+
+
+class EngagementPolicyIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """Co-employment limits; an omitted (or null) limit is not checked."""
+
+    max_hours_per_week: Annotated[float, msgspec.Meta(gt=0, le=168)] | None = None
+    max_consecutive_weeks: Annotated[int, msgspec.Meta(ge=1, le=520)] | None = None
+    max_tenure_months: Annotated[int, msgspec.Meta(ge=1, le=600)] | None = None
+    mode: Literal["warn", "block"]
+
+
+class EngagementPolicyOut(msgspec.Struct, kw_only=True):
+    max_hours_per_week: float | None
+    max_consecutive_weeks: int | None
+    max_tenure_months: int | None
+    mode: Literal["warn", "block"]

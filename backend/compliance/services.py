@@ -11,7 +11,14 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.compliance.schemas import AlertOut, CredentialOut, CredentialPut, Requirements, is_credential_kind
-from backend.db.models import ComplianceAlert, Credential, OrgRequirements, PoolMembership
+from backend.db.models import (
+    ComplianceAlert,
+    Credential,
+    EngagementPolicy,
+    Organization,
+    OrgRequirements,
+    PoolMembership,
+)
 from backend.pagination import decode_cursor, encode_cursor
 from backend.schemas import Page
 
@@ -27,7 +34,7 @@ class UnknownKind(ValueError):
         self.kind = kind
 
 
-async def _in_pool(org_id: uuid.UUID, technician_id: uuid.UUID, session: AsyncSession) -> bool:
+async def in_pool(org_id: uuid.UUID, technician_id: uuid.UUID, *, session: AsyncSession) -> bool:
     return await session.get(PoolMembership, (org_id, technician_id)) is not None
 
 
@@ -45,7 +52,7 @@ async def put_credential(
     org_id: uuid.UUID, technician_id: uuid.UUID, kind: str, data: CredentialPut, *, now: datetime, session: AsyncSession
 ) -> CredentialOut | None:
     """Record (or replace) what this organisation verified; None when the technician is not in its pool."""
-    if not await _in_pool(org_id, technician_id, session):
+    if not await in_pool(org_id, technician_id, session=session):
         return None
     values = {
         "status": data.status,
@@ -71,7 +78,7 @@ async def put_credential(
 async def list_credentials(
     org_id: uuid.UUID, technician_id: uuid.UUID, *, session: AsyncSession
 ) -> list[CredentialOut] | None:
-    if not await _in_pool(org_id, technician_id, session):
+    if not await in_pool(org_id, technician_id, session=session):
         return None
     rows = await session.scalars(
         select(Credential)
@@ -121,19 +128,26 @@ async def put_requirements(org_id: uuid.UUID, data: Requirements, *, session: As
     return data
 
 
-async def required_credentials(org_id: uuid.UUID, skills: Iterable[str], *, session: AsyncSession) -> frozenset[str]:
-    """The kinds a technician must hold for a job needing `skills`: the general set and each skill's."""
+async def match_rules(
+    org_id: uuid.UUID, skills: Iterable[str], *, session: AsyncSession
+) -> tuple[frozenset[str], EngagementPolicy | None]:
+    """What matching checks for this organisation, in one round trip: the credential kinds a technician
+    must hold for a job needing `skills` (the general set and each skill's), and the engagement policy."""
     row = (
         await session.execute(
-            select(OrgRequirements.credentials, OrgRequirements.by_skill).where(OrgRequirements.org_id == org_id)
+            select(OrgRequirements.credentials, OrgRequirements.by_skill, EngagementPolicy)
+            .select_from(Organization)
+            .outerjoin(OrgRequirements, OrgRequirements.org_id == Organization.id)
+            .outerjoin(EngagementPolicy, EngagementPolicy.org_id == Organization.id)
+            .where(Organization.id == org_id)
         )
     ).first()
     if row is None:
-        return frozenset()
-    kinds = set(row.credentials)
+        return frozenset(), None
+    kinds = set(row.credentials or ())
     for skill in skills:
-        kinds.update(row.by_skill.get(skill, ()))
-    return frozenset(kinds)
+        kinds.update((row.by_skill or {}).get(skill, ()))
+    return frozenset(kinds), row.EngagementPolicy
 
 
 # One row per valid credential of an active member that expires within the horizon, raised at most once per

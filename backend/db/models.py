@@ -20,6 +20,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     MetaData,
+    SmallInteger,
     Text,
     UniqueConstraint,
     func,
@@ -134,6 +135,20 @@ class PoolMembership(Base):
     active: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("true"))
     notes: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = _now_column()
+    # This organisation's released ratings of the technician (JobRating), folded in once each, so that the
+    # pool view and matching read the Bayesian rating with the member row.
+    rating_count: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"))
+    rating_sum: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"))
+    # Reliability, counted as it happens (see matching.reliability): offers that ended by an answer or by
+    # expiring, and of those the accepted ones; assignments, back-outs, check-ins (on time: by the window's
+    # end) and completions. Not indexed, so that bumping them is a HOT update.
+    offers_answered: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"))
+    offers_accepted: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"))
+    assignments: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"))
+    backouts: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"))
+    check_ins: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"))
+    on_time_check_ins: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"))
+    completions: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"))
 
 
 class LocationPing(Base):
@@ -191,6 +206,14 @@ class Job(Base):
             "window_start",
             postgresql_where=text("status IN ('assigned', 'en_route', 'on_site')"),
         ),
+        # Engagement: the work a technician did for an organisation, from check-in to completion.
+        Index(
+            "ix_jobs_org_id_technician_id_worked",
+            "org_id",
+            "technician_id",
+            "checked_in_at",
+            postgresql_where=text("status = 'completed'"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(UUID, primary_key=True, default=uuid.uuid4)
@@ -216,6 +239,8 @@ class Job(Base):
     # The customer's tracking link closes 24 h after either.
     completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     cancelled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Work starts at check-in: engagement counts the hours from here to `completed_at`.
+    checked_in_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class Offer(Base):
@@ -315,6 +340,25 @@ class OrgRequirements(Base):
     by_skill: Mapped[dict] = mapped_column(JSONB, nullable=False, server_default=text("'{}'::jsonb"))
 
 
+class EngagementPolicy(Base):
+    """An organisation's co-employment guardrails, checked whenever a job is offered or assigned."""
+
+    __tablename__ = "engagement_policies"
+    __table_args__ = (
+        CheckConstraint("mode IN ('warn', 'block')", name="mode"),
+        CheckConstraint("max_hours_per_week IS NULL OR max_hours_per_week > 0", name="max_hours_per_week"),
+        CheckConstraint("max_consecutive_weeks IS NULL OR max_consecutive_weeks > 0", name="max_consecutive_weeks"),
+        CheckConstraint("max_tenure_months IS NULL OR max_tenure_months > 0", name="max_tenure_months"),
+    )
+
+    org_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"), primary_key=True)
+    max_hours_per_week: Mapped[float | None] = mapped_column(Float)
+    max_consecutive_weeks: Mapped[int | None] = mapped_column(Integer)
+    max_tenure_months: Mapped[int | None] = mapped_column(Integer)
+    mode: Mapped[str] = mapped_column(Text, nullable=False)
+    updated_at: Mapped[datetime] = _now_column()
+
+
 class ComplianceAlert(Base):
     """Something a dispatcher should look at. `dedupe_key` makes each alert be raised once per organisation."""
 
@@ -340,3 +384,29 @@ class ComplianceAlert(Base):
     job_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"))
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     dedupe_key: Mapped[str] = mapped_column(Text, nullable=False)
+
+
+RATING_SIDES = ("org", "technician")
+
+
+class JobRating(Base):
+    """One side's rating of a completed job: the organisation's of the technician (`org`) or the technician's
+    of the organisation (`technician`). `released_at` is set when the rating is folded into the member's
+    aggregate (PoolMembership.rating_count/rating_sum); null means not folded yet."""
+
+    __tablename__ = "job_ratings"
+    __table_args__ = (
+        CheckConstraint("side IN ('org', 'technician')", name="side"),
+        CheckConstraint("stars BETWEEN 1 AND 5", name="stars"),
+        # The hourly release walks the few ratings still waiting for the other side (or for 14 days).
+        Index("ix_job_ratings_created_at_unreleased", "created_at", postgresql_where=text("released_at IS NULL")),
+    )
+
+    job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    side: Mapped[str] = mapped_column(Text, primary_key=True)
+    stars: Mapped[int] = mapped_column(SmallInteger, nullable=False)
+    comment: Mapped[str | None] = mapped_column(Text)
+    org_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"), nullable=False)
+    technician_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("technicians.id", ondelete="CASCADE"), nullable=False)
+    created_at: Mapped[datetime] = _now_column()
+    released_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

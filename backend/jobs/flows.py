@@ -20,8 +20,9 @@ from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from backend.compliance import engagement
 from backend.db.geo import point
-from backend.db.models import Job, JobEvent, Offer
+from backend.db.models import Job, JobEvent, Offer, PoolMembership
 from backend.jobs import services
 from backend.jobs.schemas import JobCreate, Wave
 from backend.queue import defer
@@ -42,6 +43,16 @@ class Conflict(Exception):
 
 def _event(session: AsyncSession, job_id: uuid.UUID, type_: str, now: datetime, **data) -> None:
     session.add(JobEvent(job_id=job_id, type=type_, at=now, data=data))
+
+
+async def _tally(session: AsyncSession, org_id: uuid.UUID, technician_ids, *counters: str) -> None:
+    """Bump the members' reliability counters (matching.curation) with the event they count, in its transaction."""
+    if technician_ids:
+        await session.execute(
+            update(PoolMembership)
+            .where(PoolMembership.org_id == org_id, PoolMembership.technician_id.in_(technician_ids))
+            .values({c: getattr(PoolMembership, c) + 1 for c in counters})
+        )
 
 
 async def post_job(
@@ -109,6 +120,7 @@ async def _next_wave(org_id: uuid.UUID, row, *, session: AsyncSession, queue: pr
         result = await services.match(
             org_id, row, services.wave_spec(wave), now, limit=wave.max_offers, session=session
         )
+        await engagement.raise_alerts(org_id, job.id, engagement.passed_limits(result), now=now, session=session)
         if not result.candidates:
             _event(session, job.id, "wave_empty", now, wave=job.current_wave)
             continue
@@ -216,6 +228,7 @@ async def accept(
     offer.status = "accepted"
     offer.responded_at = now
     await session.flush()
+    await _tally(session, org_id, [technician_id], "offers_answered", "offers_accepted", "assignments")
     _event(session, offer.job_id, "accepted", now, technician_id=str(technician_id), offer_id=str(offer_id))
     _event(session, offer.job_id, "assigned", now, technician_id=str(technician_id), by="offer")
     await _withdraw_pending(offer.job_id, session=session, queue=queue, now=now)
@@ -242,6 +255,7 @@ async def decline(
     offer.status = "declined"
     offer.responded_at = now
     offer.reason = reason
+    await _tally(session, job_row.Job.org_id, [technician_id], "offers_answered")
     _event(session, offer.job_id, "declined", now, technician_id=str(technician_id), wave=offer.wave, reason=reason)
     await session.flush()
     job: Job = job_row.Job
@@ -276,6 +290,7 @@ async def close_wave(
         )
     ).all()
     if expired:
+        await _tally(session, job.org_id, [o.technician_id for o in expired], "offers_answered")
         _event(session, job_id, "offers_expired", now, wave=wave, offers=len(expired))
         await _tell_offers_gone(job_id, expired, session=session, queue=queue)
     if job.status == "offering" and job.current_wave == wave and not await _pending_in_wave(job, session):
@@ -329,8 +344,13 @@ async def assign(
         org_id, technician_id, session=session
     ):
         raise LookupError(technician_id)
+    # The guardrails hold for a dispatcher too: the alert is kept even when the assignment is refused.
+    passed = await engagement.technician_passes(org_id, technician_id, job, now=now, session=session)
+    await engagement.raise_alerts(org_id, job_id, [(technician_id, o) for o in passed], now=now, session=session)
     if reasons:
+        await session.commit()
         raise Conflict("this technician is not eligible for this job", reasons=reasons)
+    await _tally(session, org_id, [technician_id], "assignments")
     job.status = "assigned"
     job.technician_id = technician_id
     job.updated_at = now
@@ -393,6 +413,7 @@ async def back_out(
     job.technician_id = None
     job.updated_at = now
     _event(session, job_id, "backed_out", now, technician_id=str(technician_id), reason=reason)
+    await _tally(session, job.org_id, [technician_id], "backouts")
     await _next_wave(job.org_id, row, session=session, queue=queue, now=now)
     await session.commit()
 

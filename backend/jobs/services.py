@@ -10,7 +10,9 @@ import msgspec
 from sqlalchemy import func, select, text, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from backend.compliance.services import required_credentials
+from backend.compliance import engagement
+from backend.compliance.engagement import policy_spec
+from backend.compliance.services import match_rules
 from backend.db.geo import lat_of, lon_of
 from backend.db.models import Job, JobEvent, Offer, PoolMembership, Technician
 from backend.jobs.schemas import (
@@ -29,7 +31,7 @@ from backend.jobs.schemas import (
 )
 from backend.pagination import decode_cursor, encode_cursor
 from backend.schemas import LatLon, Page
-from matching import JobSpec, MatchResult, MatchSettings, WaveSpec, evaluate, is_asap, retrieval
+from matching import JobSpec, MatchResult, MatchSettings, WaveSpec, evaluate, is_asap, over_limits, retrieval
 
 MATCH_SETTINGS = MatchSettings()
 # The KNN walk grows ×8 while it finds too few eligible members inside the radius. When that happens
@@ -104,40 +106,78 @@ async def match(
     skilled_direct: int = SKILLED_DIRECT,
     session: AsyncSession,
 ) -> MatchResult:
-    """Ranked candidates for a job under a wave: a bounded KNN walk, then the pure core."""
-    job = msgspec.structs.replace(
-        spec(row), required_credentials=await required_credentials(org_id, row.Job.skills, session=session)
-    )
+    """Ranked candidates for a job under a wave: a bounded KNN walk, then the pure core.
+
+    With an engagement policy, the figures of the members found (with this job added) are read after the
+    walk. In block mode a member over a limit does not count towards the candidate set, so the walk is
+    repeated for as many more members as were left out, until the set is full or nobody else is eligible.
+    """
+    required, policy = await match_rules(org_id, row.Job.skills, session=session)
+    job = msgspec.structs.replace(spec(row), required_credentials=required, policy=policy_spec(policy))
     asap = is_asap(job, now, MATCH_SETTINGS)
     # The nearest eligible members that are ranked: two per place offered, at least 20.
     pool_size = pool_size or max(2 * limit, 20)
     settings = msgspec.structs.replace(MATCH_SETTINGS, pool_size=pool_size)
     fresh_since = now - timedelta(seconds=settings.fresh_location_s)
+    params = retrieval.query_params(org_id, job, wave, fresh_since=fresh_since, pool_size=pool_size, k=0)
     if explain:
-        params = retrieval.query_params(org_id, job, wave, fresh_since=fresh_since, pool_size=pool_size, k=0)
         rows = (await session.execute(retrieval.WHOLE_POOL, {**params, "asap": asap})).all()
     else:
-        k = min(pool_size * 5, MAX_WALK)
-        walks = 0
-        while True:
-            params = retrieval.query_params(org_id, job, wave, fresh_since=fresh_since, pool_size=pool_size, k=k)
-            rows = (await session.execute(retrieval.nearest_query(asap), params)).all()
-            walks += 1
-            if k >= MAX_WALK or not retrieval.needs_wider_walk(
-                rows, k=k, pool_size=pool_size, radius_km=wave.radius_km
-            ):
-                break
-            # A second, longer walk usually suffices; after that, rare skills are the likely reason.
-            if walks >= 2:
-                skilled = await session.scalar(retrieval.SKILLED_COUNT, {**params, "cap": skilled_direct})
-                if skilled < skilled_direct:
-                    rows = (await session.execute(retrieval.SKILLED_NEAREST, {**params, "asap": asap})).all()
-                    break
-            k = min(k * 8, MAX_WALK)
-        rows = [r for r in rows if r.technician_id is not None]
+        rows = await _walk(params, pool_size, wave, asap, skilled_direct, session)
     members = [retrieval.snapshot(r) for r in rows]
+    if job.policy is not None:
+        figures = await engagement.with_job(
+            org_id,
+            [m.technician_id for m in members],
+            job_start=job.window_start,
+            job_hours=row.Job.estimated_hours,
+            now=now,
+            session=session,
+        )
+        members = [msgspec.structs.replace(m, engagement=figures[m.technician_id]) for m in members]
+        walked = pool_size
+        while job.policy.block and not explain and len(rows) >= walked:
+            blocked = sum(1 for m in members if over_limits(m.engagement, job.policy))
+            if walked - blocked >= pool_size:
+                break
+            walked = pool_size + blocked
+            rows = await _walk({**params, "pool_size": walked}, walked, wave, asap, skilled_direct, session)
+            known = {m.technician_id: m for m in members}
+            new = [retrieval.snapshot(r) for r in rows if r.technician_id not in known]
+            figures = await engagement.with_job(
+                org_id,
+                [m.technician_id for m in new],
+                job_start=job.window_start,
+                job_hours=row.Job.estimated_hours,
+                now=now,
+                session=session,
+            )
+            known.update(
+                (m.technician_id, msgspec.structs.replace(m, engagement=figures[m.technician_id])) for m in new
+            )
+            members = [known[r.technician_id] for r in rows]
     distances = {r.technician_id: r.distance_m for r in rows if r.distance_m is not None}
     return evaluate(job, wave, members, now, settings=settings, limit=limit, explain=explain, distances=distances)
+
+
+async def _walk(params: dict, pool_size: int, wave: WaveSpec, asap: bool, skilled_direct: int, session: AsyncSession):
+    """The `pool_size` nearest eligible members (before engagement limits), walking further while needed."""
+    k = min(pool_size * 5, MAX_WALK)
+    walks = 0
+    while True:
+        params = {**params, "k": k}
+        rows = (await session.execute(retrieval.nearest_query(asap), params)).all()
+        walks += 1
+        if k >= MAX_WALK or not retrieval.needs_wider_walk(rows, k=k, pool_size=pool_size, radius_km=wave.radius_km):
+            break
+        # A second, longer walk usually suffices; after that, rare skills are the likely reason.
+        if walks >= 2:
+            skilled = await session.scalar(retrieval.SKILLED_COUNT, {**params, "cap": skilled_direct})
+            if skilled < skilled_direct:
+                rows = (await session.execute(retrieval.SKILLED_NEAREST, {**params, "asap": asap})).all()
+                break
+        k = min(k * 8, MAX_WALK)
+    return [r for r in rows if r.technician_id is not None]
 
 
 def _summary(row) -> dict:

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.db.models import Job
 from backend.jobs import services
-from backend.jobs.flows import Conflict, _event
+from backend.jobs.flows import Conflict, _event, _tally
 from backend.jobs.schemas import TechnicianJob
 from backend.schemas import Latitude, Longitude
 from backend.tracking.eta import Point, great_circle_m
@@ -91,7 +91,11 @@ async def check_in(
     _require(job, ("assigned", "en_route"), "checked in to")
     verdict, distance, radius = geofence(Point(row.lat, row.lon), Point(data.lat, data.lon), data.accuracy_m)
     job.status = "on_site"
+    job.checked_in_at = now
     job.updated_at = now
+    # On time: by the end of the window (arriving early is no fault).
+    on_time = ("on_time_check_ins",) if now <= job.window_end else ()
+    await _tally(session, job.org_id, [technician_id], "check_ins", *on_time)
     _event(
         session,
         job_id,
@@ -129,5 +133,6 @@ async def complete(
     job.status = "completed"
     job.completed_at = now
     job.updated_at = now
+    await _tally(session, job.org_id, [technician_id], "completions")
     _event(session, job_id, "completed", now, technician_id=str(technician_id), notes=notes)
     await session.commit()

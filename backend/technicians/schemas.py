@@ -6,6 +6,7 @@ from typing import Annotated, Literal
 import msgspec
 
 from backend.schemas import LatLon, Position
+from matching.curation import Reliability
 
 Tier = Literal["preferred", "approved"]
 Skill = Annotated[
@@ -59,7 +60,8 @@ class TechnicianOut(msgspec.Struct):
     home: LatLon
     on_duty: bool
     last_location: Position | None
-    rating: float | None
+    rating: float | None  # this organisation's released ratings, as a Bayesian average (matching.curation)
+    reliability: Reliability  # from this organisation's recorded events (matching.curation)
     email: str | None = None
     phone: str | None = None
     notes: str | None = None

@@ -13,8 +13,20 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from backend.db.geo import lat_of, lon_of, point
 from backend.db.models import PoolMembership, Technician
 from backend.pagination import decode_cursor, encode_cursor
+from backend.ratings.services import shown_rating
 from backend.schemas import LatLon, Page, Position
 from backend.technicians.schemas import TechnicianCreate, TechnicianOut, TechnicianUpdate
+from matching.curation import reliability
+
+RELIABILITY_COUNTERS = (
+    PoolMembership.offers_answered,
+    PoolMembership.offers_accepted,
+    PoolMembership.assignments,
+    PoolMembership.backouts,
+    PoolMembership.check_ins,
+    PoolMembership.on_time_check_ins,
+    PoolMembership.completions,
+)
 
 
 class AlreadyInPool(Exception):
@@ -42,6 +54,9 @@ def _pool_view(org_id: uuid.UUID) -> Select:
             PoolMembership.active,
             PoolMembership.notes,
             PoolMembership.created_at,
+            PoolMembership.rating_count,
+            PoolMembership.rating_sum,
+            *RELIABILITY_COUNTERS,
             lat_of(PoolMembership.home).label("home_lat"),
             lon_of(PoolMembership.home).label("home_lon"),
         )
@@ -66,7 +81,8 @@ def _out(row: Row) -> TechnicianOut:
         home=LatLon(lat=row.home_lat, lon=row.home_lon),
         on_duty=row.on_duty,
         last_location=last,
-        rating=None,
+        rating=shown_rating(row.rating_count, row.rating_sum),
+        reliability=reliability(**{c.key: getattr(row, c.key) for c in RELIABILITY_COUNTERS}),
         email=row.email,
         phone=row.phone,
         notes=row.notes,

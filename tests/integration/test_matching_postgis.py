@@ -1,6 +1,7 @@
 """The bounded PostGIS retrieval gives the same candidates, in the same order, as the pure core fed with
 the whole pool (brute force over the same data, great-circle distances in plain Python, the job's required
-credentials worked out from the requirement set in plain Python) — and it walks the GiST indexes to do it."""
+credentials worked out from the requirement set in plain Python, engagement figures worked out from each
+member's work history in plain Python) — and it walks the GiST indexes to do it."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import math
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import msgspec
 import psycopg
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -18,14 +20,15 @@ from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 from sqlalchemy.pool import NullPool
 
 from backend.jobs import services
-from matching import JobSpec, MatchSettings, MemberSnapshot, WaveSpec, evaluate, retrieval
+from matching import EngagementPolicy, JobSpec, MatchSettings, MemberSnapshot, WaveSpec, evaluate, retrieval
+from matching.curation import bayesian_rating, reliability
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 CENTRE = (48.8566, 2.3522)
 SKILLS = ["hvac", "electrical", "plumbing"]
 CREDENTIALS = ["background_check", "insurance_liability", "cert:epa-608"]
 TABLES = (
-    "compliance_alerts, credentials, org_requirements, job_events, offers, jobs, location_pings, pool_memberships,"
+    "compliance_alerts, engagement_policies, credentials, org_requirements, job_events, offers, jobs, location_pings, pool_memberships,"
     " technicians, api_keys, organizations"
 )
 
@@ -72,8 +75,78 @@ member_strategy = st.fixed_dictionaries(
         ),
         # Also in the other organisation's pool, holding every credential there: that must not count here.
         "credentialed_elsewhere": mostly(False),
+        # Work done for the organisation: (hours before NOW it ended, hours it lasted). The offsets sit on
+        # the edges: 7 days (168 h), a 30-day gap (720 h), week boundaries.
+        "work": st.lists(
+            st.tuples(
+                st.sampled_from([0.5, 3, 30, 100, 166, 167.5, 170, 400, 700, 720, 745, 1500, 3000, 6000]),
+                st.sampled_from([0.5, 2.0, 8.0, 30.0]),
+            ),
+            max_size=6,
+        ),
+        # The same work done for the other organisation as well: it must not count here.
+        "work_elsewhere": mostly(False),
+        "ratings": st.integers(0, 12).flatmap(lambda n: st.tuples(st.just(n), st.integers(n, 5 * n))),
+        "counters": st.lists(st.integers(0, 6), min_size=7, max_size=7),
     }
 )
+policy_strategy = st.fixed_dictionaries(
+    {
+        "max_hours_per_week": st.sampled_from([None, 3.0, 10.0, 40.0]),
+        "max_consecutive_weeks": st.sampled_from([None, 1, 2, 3]),
+        "max_tenure_months": st.sampled_from([None, 1, 3]),
+        "mode": st.sampled_from(["warn", "block", "block"]),
+    }
+)
+COUNTERS = (
+    "offers_answered",
+    "offers_accepted",
+    "assignments",
+    "backouts",
+    "check_ins",
+    "on_time_check_ins",
+    "completions",
+)
+JOB_HOURS = 2.0
+
+
+def _monday(t: datetime) -> datetime:
+    return (t - timedelta(days=t.weekday())).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def _months(since: datetime, until: datetime) -> int:
+    months = (until.year - since.year) * 12 + until.month - since.month
+    return months - 1 if (until.day, until.time()) < (since.day, since.time()) else months
+
+
+def engagement_with_job(work: list[tuple[datetime, datetime]], job_start: datetime) -> dict[str, float]:
+    """The documented figures (backend.compliance.engagement), brute force, with a JOB_HOURS job at job_start."""
+    week_ago = NOW - timedelta(days=7)
+    hours = sum((min(e, NOW) - max(s, week_ago)).total_seconds() / 3600 for s, e in work if e > week_ago and s < NOW)
+    pieces = sorted([*work, (job_start, job_start + timedelta(hours=JOB_HOURS))])
+    weeks = {_monday(s) for s, _ in pieces}
+    run, week = 0, _monday(job_start)
+    while week in weeks:
+        run, week = run + 1, week - timedelta(days=7)
+    since = last_end = None
+    for s, e in pieces:
+        if last_end is None or s - last_end > timedelta(days=30):
+            since = s
+        last_end = e if last_end is None else max(last_end, e)
+    return {
+        "hours_per_week": round(hours + JOB_HOURS, 2),
+        "consecutive_weeks": run,
+        "tenure": _months(since, job_start),
+    }
+
+
+def policy_of(policy: dict | None) -> EngagementPolicy | None:
+    kinds = {"max_hours_per_week": "hours_per_week", "max_consecutive_weeks": "consecutive_weeks"}
+    kinds["max_tenure_months"] = "tenure"
+    limits = {kind: float(policy[field]) for field, kind in kinds.items() if policy and policy[field] is not None}
+    return EngagementPolicy(limits=limits, block=policy["mode"] == "block") if limits else None
+
+
 requirements_strategy = st.fixed_dictionaries(
     {
         "credentials": st.lists(st.sampled_from(CREDENTIALS), min_size=1, max_size=2, unique=True),
@@ -98,7 +171,11 @@ def _dsn(url: str) -> str:
 
 
 def _store(
-    conn: psycopg.Connection, members: list[dict], job: dict, requirements: dict | None = None
+    conn: psycopg.Connection,
+    members: list[dict],
+    job: dict,
+    requirements: dict | None = None,
+    policy: dict | None = None,
 ) -> tuple[uuid.UUID, uuid.UUID, list[MemberSnapshot]]:
     """Write the generated world to PostGIS; return the org, the job and the snapshot brute force uses."""
     org, other = uuid.uuid4(), uuid.uuid4()
@@ -110,13 +187,34 @@ def _store(
         )
         # The other organisation requires everything: its requirements must not apply here either.
         conn.execute("INSERT INTO org_requirements (org_id, credentials) VALUES (%s, %s)", (other, CREDENTIALS))
+    if policy is not None:
+        conn.execute(
+            "INSERT INTO engagement_policies (org_id, max_hours_per_week, max_consecutive_weeks, max_tenure_months,"
+            " mode) VALUES (%s, %s, %s, %s, %s)",
+            (
+                org,
+                policy["max_hours_per_week"],
+                policy["max_consecutive_weeks"],
+                policy["max_tenure_months"],
+                policy["mode"],
+            ),
+        )
     job_id = uuid.uuid4()
     lat, lon = _offset(0, 0)
     conn.execute(
         "INSERT INTO jobs (id, org_id, status, title, skills, location, window_start, window_end, estimated_hours,"
-        " customer, dispatch, tracking_token) VALUES (%s, %s, 'open', 'job', %s, ST_GeogFromText(%s), %s, %s, 2,"
+        " customer, dispatch, tracking_token) VALUES (%s, %s, 'open', 'job', %s, ST_GeogFromText(%s), %s, %s, %s,"
         " '{}', '{}', %s)",
-        (job_id, org, sorted(job["skills"]), retrieval.point_wkt(lat, lon), job["start"], job["end"], uuid.uuid4().hex),
+        (
+            job_id,
+            org,
+            sorted(job["skills"]),
+            retrieval.point_wkt(lat, lon),
+            job["start"],
+            job["end"],
+            JOB_HOURS,
+            uuid.uuid4().hex,
+        ),
     )
     snapshots = []
 
@@ -134,8 +232,9 @@ def _store(
             (tid, f"uid-{tid}", m["on_duty"], retrieval.point_wkt(*live) if live else None, recorded, m["speed_mps"]),
         )
         conn.execute(
-            "INSERT INTO pool_memberships (org_id, technician_id, tier, skills, service_radius_km, home, active)"
-            " VALUES (%s, %s, %s, %s, %s, ST_GeogFromText(%s), %s)",
+            "INSERT INTO pool_memberships (org_id, technician_id, tier, skills, service_radius_km, home, active,"
+            f" rating_count, rating_sum, {', '.join(COUNTERS)})"
+            " VALUES (%s, %s, %s, %s, %s, ST_GeogFromText(%s), %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
             (
                 other if m["other_org"] else org,
                 tid,
@@ -144,8 +243,29 @@ def _store(
                 m["service_radius_km"],
                 retrieval.point_wkt(*home),
                 m["active"],
+                *m.get("ratings", (0, 0)),
+                *m.get("counters", (0,) * len(COUNTERS)),
             ),
         )
+        work = [(NOW - timedelta(hours=ago + hours), NOW - timedelta(hours=ago)) for ago, hours in m.get("work", ())]
+        for holder, factor in [(other if m["other_org"] else org, 1)] + [(other, 3)] * m.get("work_elsewhere", False):
+            for s, e in work:
+                conn.execute(
+                    "INSERT INTO jobs (id, org_id, status, title, location, window_start, window_end,"
+                    " estimated_hours, customer, dispatch, tracking_token, technician_id, checked_in_at, completed_at)"
+                    " VALUES (gen_random_uuid(), %s, 'completed', 'done', ST_GeogFromText(%s), %s, %s, 1, '{}', '{}',"
+                    " %s, %s, %s, %s)",
+                    (
+                        holder,
+                        retrieval.point_wkt(lat, lon),
+                        s,
+                        e + timedelta(hours=factor),
+                        uuid.uuid4().hex,
+                        tid,
+                        s,
+                        s + (e - s) * factor,
+                    ),
+                )
         credentials = {}
         if m["good_standing"]:
             credentials = {kind: ("valid", expiry(m["good_until_s"])) for kind in CREDENTIALS}
@@ -201,6 +321,9 @@ def _store(
                     busy_windows=busy_windows,
                     already_offered=m["offered"],
                     credentials=credentials,
+                    rating=bayesian_rating(*m.get("ratings", (0, 0))),
+                    reliability=reliability(**dict(zip(COUNTERS, m.get("counters", (0,) * 7), strict=True))).score,
+                    engagement=engagement_with_job(work, job["start"]),
                 )
             )
     return org, job_id, snapshots
@@ -242,14 +365,26 @@ def _match(url: str, org: uuid.UUID, job_id: uuid.UUID, wave: WaveSpec, **option
     limit=st.integers(1, 6),
     rare_skills_shortcut=st.booleans(),
     requirements=mostly(True).flatmap(lambda present: requirements_strategy if present else st.none()),
+    policy=mostly(True).flatmap(lambda present: policy_strategy if present else st.none()),
 )
 def test_postgis_candidates_equal_brute_force(
-    conn, migrated, members, asap, skills, tiers, radius_km, pool_size, limit, rare_skills_shortcut, requirements
+    conn,
+    migrated,
+    members,
+    asap,
+    skills,
+    tiers,
+    radius_km,
+    pool_size,
+    limit,
+    rare_skills_shortcut,
+    requirements,
+    policy,
 ) -> None:
     start = NOW + (timedelta(minutes=30) if asap else timedelta(days=1))
     job_data = {"skills": skills, "start": start, "end": start + timedelta(hours=3)}
     conn.execute(f"TRUNCATE {TABLES} CASCADE")
-    org, job_id, snapshots = _store(conn, members, job_data, requirements)
+    org, job_id, snapshots = _store(conn, members, job_data, requirements, policy)
 
     wave = WaveSpec(tiers=frozenset(tiers), radius_km=radius_km)
     # Both ways of widening a search: the longer walk, and measuring every member with the skills.
@@ -271,6 +406,7 @@ def test_postgis_candidates_equal_brute_force(
         window_start=start,
         window_end=start + timedelta(hours=3),
         required_credentials=required_kinds(requirements, skills),
+        policy=policy_of(policy),
     )
     # Brute force: every member of the pool, haversine distances computed in Python.
     expected = evaluate(job, wave, snapshots, NOW, settings=MatchSettings(pool_size=pool_size), limit=limit)
@@ -281,11 +417,21 @@ def test_postgis_candidates_equal_brute_force(
     for g, e in zip(got.candidates, expected.candidates, strict=True):
         assert g.distance_m == pytest.approx(e.distance_m, abs=0.2)
         assert g.score == pytest.approx(e.score, abs=1e-5)
+        assert g.warnings == e.warnings
+        assert [(o.kind, o.limit) for o in g.over_limits] == [(o.kind, o.limit) for o in e.over_limits]
+        assert [o.value for o in g.over_limits] == pytest.approx([o.value for o in e.over_limits], abs=0.01)
+    # Those left out by engagement limits alone, whom the alerts are about, are the same members too.
+    assert [w.technician_id for w in got.withheld] == [w.technician_id for w in expected.withheld]
+    for g, e in zip(got.withheld, expected.withheld, strict=True):
+        assert [(o.kind, o.limit) for o in g.over_limits] == [(o.kind, o.limit) for o in e.over_limits]
+        assert [o.value for o in g.over_limits] == pytest.approx([o.value for o in e.over_limits], abs=0.01)
 
     # The SQL filters alone, unbounded, keep exactly the members the pure rules find eligible (the core
-    # re-checks what the walk returns, so a filter that lets too many through shows only here).
+    # re-checks what the walk returns, so a filter that lets too many through shows only here). Engagement
+    # limits are applied after the walk, so they are left out of this comparison.
     everyone = len(members) + 1
-    eligible = evaluate(job, wave, snapshots, NOW, settings=MatchSettings(pool_size=everyone), limit=everyone)
+    unlimited = msgspec.structs.replace(job, policy=None)
+    eligible = evaluate(unlimited, wave, snapshots, NOW, settings=MatchSettings(pool_size=everyone), limit=everyone)
     params = retrieval.query_params(
         org, job, wave, fresh_since=NOW - timedelta(minutes=10), pool_size=everyone, k=everyone
     )
@@ -294,6 +440,54 @@ def test_postgis_candidates_equal_brute_force(
         rows = conn.cursor(row_factory=psycopg.rows.namedtuple_row).execute(sql, {**params, "asap": asap}).fetchall()
         found = {r.technician_id for r in rows if r.technician_id is not None}
         assert found == {c.technician_id for c in eligible.candidates}
+
+
+# Members who are all eligible but for their engagement, close together: in block mode the walk must go on
+# past those over a limit to fill the candidate set.
+ELIGIBLE_BUT_FOR_ENGAGEMENT = {
+    "live": None,
+    "on_duty": True,
+    "active": True,
+    "tier": "preferred",
+    "skills": set(SKILLS),
+    "service_radius_km": 60.0,
+    "busy": False,
+    "offered": False,
+    "good_standing": True,
+    "good_until_s": None,
+    "credentials": {},
+}
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
+@given(
+    members=st.lists(member_strategy.map(lambda m: {**m, **ELIGIBLE_BUT_FOR_ENGAGEMENT}), min_size=1, max_size=25),
+    pool_size=st.integers(1, 3),
+    limit=st.integers(1, 3),
+    policy=policy_strategy.map(lambda p: {**p, "mode": "block"}),
+)
+def test_blocked_members_make_the_walk_go_further(conn, migrated, members, pool_size, limit, policy) -> None:
+    start = NOW + timedelta(days=1)
+    conn.execute(f"TRUNCATE {TABLES} CASCADE")
+    org, job_id, snapshots = _store(
+        conn, members, {"skills": set(), "start": start, "end": start + timedelta(hours=3)}, None, policy
+    )
+    wave = WaveSpec(tiers=frozenset({"preferred"}), radius_km=100)
+    got = _match(migrated, org, job_id, wave, limit=limit, pool_size=pool_size)
+    job = JobSpec(
+        job_id=job_id,
+        skills=frozenset(),
+        lat=CENTRE[0],
+        lon=CENTRE[1],
+        window_start=start,
+        window_end=start + timedelta(hours=3),
+        policy=policy_of(policy),
+    )
+    expected = evaluate(job, wave, snapshots, NOW, settings=MatchSettings(pool_size=pool_size), limit=limit)
+    assert [c.technician_id for c in got.candidates] == [c.technician_id for c in expected.candidates]
+    assert [w.technician_id for w in got.withheld] == [w.technician_id for w in expected.withheld]
 
 
 def test_the_walk_widens_past_other_organisations_and_keeps_the_nearest(conn, migrated) -> None:

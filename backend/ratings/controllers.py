@@ -1,0 +1,93 @@
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+import msgspec
+from litestar import Controller, MediaType, Request, Response, get, post
+from litestar.exceptions import ClientException, NotFoundException, ValidationException
+from litestar.params import FromPath, JSONBody
+
+from backend.auth import OrgCaller, org_or_technician
+from backend.db.engine import DbSession
+from backend.idempotency import idempotent
+from backend.ratings import services
+from backend.ratings.schemas import COMMENT_MAX_LENGTH, JobRatings, PostedRating, RatingBody, Side
+
+NOT_YOURS = "no such job in this organisation or assigned to you"
+RULES = (
+    "The organisation (API key) rates the technician; the assigned technician (ID token) rates the organisation. "
+    "Double-blind: a side always sees its own rating, and the other side's only once it is released — when both "
+    "have rated, or when the rating window closes, at exactly 14 days after the job's completion "
+    "(`completed_at`). "
+)
+
+
+def _caller(request: Request) -> tuple[Side, uuid.UUID]:
+    user = request.user
+    return ("org", user.org_id) if isinstance(user, OrgCaller) else ("technician", user.technician_id)
+
+
+def _unprocessable(_: Request, exc: ValidationException) -> Response:
+    """A body that is not a rating (stars outside 1..5 or not a whole number, a comment too long) is 422,
+    with `detail` naming the field like every other validation error."""
+    extra = exc.extra if isinstance(exc.extra, list) else []
+    first = extra[0] if extra and isinstance(extra[0], dict) else {}
+    detail = f"{first.get('key') or 'body'}: {first['message']}" if first.get("message") else exc.detail
+    body = {"status_code": 422, "detail": detail}
+    if exc.extra:
+        body["extra"] = exc.extra
+    return Response(body, status_code=422, media_type=MediaType.JSON)
+
+
+class RatingController(Controller):
+    path = "/v1/jobs"
+    tags = ["ratings"]
+    guards = [org_or_technician]
+    exception_handlers = {ValidationException: _unprocessable}
+
+    @post(
+        "/{job_id:uuid}/rating",
+        operation_id="rateJob",
+        status_code=201,
+        summary="Rate a completed job, once per side",
+        description=RULES
+        + "Ratings are taken from completion until the window closes; later, 409 (a late rater could otherwise "
+        "read the released rating first and answer it). `stars` is a whole number 1..5 and `comment` at most "
+        f"{COMMENT_MAX_LENGTH} characters (422 naming the field otherwise). 409 before completion and for a "
+        "side's second rating; 404 for another organisation's job or a job not assigned to the calling "
+        "technician. Answers the stored rating; `released` says whether the other side has rated too. "
+        "Honours `Idempotency-Key`.",
+    )
+    async def rate(
+        self, request: Request, job_id: FromPath[uuid.UUID], data: JSONBody[RatingBody], db_session: DbSession
+    ) -> Response[PostedRating]:
+        side, party_id = _caller(request)
+
+        async def run() -> tuple[int, bytes]:
+            try:
+                posted = await services.rate(job_id, side, party_id, data, now=datetime.now(UTC), session=db_session)
+            except LookupError:
+                await db_session.rollback()
+                raise NotFoundException(NOT_YOURS) from None
+            except services.Conflict as exc:
+                await db_session.rollback()
+                raise ClientException(str(exc), status_code=409) from None
+            return 201, msgspec.json.encode(posted)
+
+        return await idempotent(request, db_session, run)
+
+    @get(
+        "/{job_id:uuid}/ratings",
+        operation_id="getJobRatings",
+        summary="Both ratings of a job, as the caller may see them",
+        description=RULES
+        + "`released` says whether both are visible; `window_closes_at` is completion + 14 days (null before "
+        "completion). 404 for another organisation's job or a job not assigned to the calling technician.",
+    )
+    async def read(self, request: Request, job_id: FromPath[uuid.UUID], db_session: DbSession) -> JobRatings:
+        side, party_id = _caller(request)
+        try:
+            return await services.read(job_id, side, party_id, now=datetime.now(UTC), session=db_session)
+        except LookupError:
+            raise NotFoundException(NOT_YOURS) from None
