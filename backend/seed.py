@@ -1,26 +1,30 @@
 """The demo: one organisation with ~50 technicians around Berlin, some on duty with fresh positions, a
-requirement set and credentials in every state (so that `explain` shows each credential reason and the
-alerts list has something in it).
+requirement set and credentials in every state, an engagement policy in block mode, and a past of
+completed jobs — rated, and counted for reliability — in which three technicians stand over one limit
+each: so that `explain` shows every kind of reason, the candidates' rating and reliability components
+differ, and the alerts list has something in it.
 
 Idempotent: a second run finds the organisation and its technicians, refreshes the on-duty positions
-(so that they are fresh again), records the same credentials again (their dates relative to now) and prints
-the same API key, kept in a private file.
+(so that they are fresh again), records the same credentials again and lays down the same past again
+(their dates relative to now) and prints the same API key, kept in a private file.
 """
 
 from __future__ import annotations
 
 import math
 import random
+import secrets
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, insert, select, update
 
 from backend.auth import hash_api_key
+from backend.compliance import engagement
 from backend.compliance import services as compliance
-from backend.compliance.schemas import CredentialPut, Requirements
+from backend.compliance.schemas import CredentialPut, EngagementPolicyIn, Requirements
 from backend.db.engine import make_engine, make_sessionmaker
 from backend.db.geo import point
-from backend.db.models import ApiKey, Credential, Organization, Technician
+from backend.db.models import ApiKey, Credential, Job, JobRating, Organization, PoolMembership, Technician
 from backend.orgs import services as orgs
 from backend.schemas import LatLon
 from backend.settings import Settings
@@ -66,6 +70,92 @@ def demo_credentials(i: int, data: TechnicianCreate, now: datetime) -> dict[str,
     elif problem == 9:
         out["background_check"] = CredentialPut(status="failed", reference="adverse finding")
     return out
+
+
+POLICY = EngagementPolicyIn(max_hours_per_week=40, max_consecutive_weeks=12, max_tenure_months=18, mode="block")
+PAST = "demo-past"  # external_ref of the demo's completed jobs
+
+
+def demo_past(i: int, now: datetime, rng: random.Random) -> list[tuple[datetime, float, int]]:
+    """The i-th technician's completed jobs for the demo organisation: (check-in, hours, stars). Three of the
+    fifty stand over one limit each of POLICY: 39 h in the last week, fourteen weeks in a row, twenty months."""
+    day = timedelta(days=1)
+    problem = i % 25
+    if problem == 11:
+        return [(now - (k + 1) * day, 7.8, 5) for k in range(5)]
+    if problem == 13:
+        return [(now - (7 * k + 1) * day, 3.0, 4) for k in range(14)]
+    if problem == 15:
+        return [(now - (15 * k + 20) * day, 4.0, 5) for k in range(40)]
+    # Everyone else: a few jobs over the last three months, each technician with their own usual mark.
+    usual = rng.choice([3, 4, 4, 5, 5])
+    return [
+        (now - rng.uniform(8, 90) * day, rng.choice([1.5, 2.0, 3.0]), min(5, max(1, usual + rng.choice([-1, 0, 0, 1]))))
+        for _ in range(rng.randint(0, 8))
+    ]
+
+
+async def _lay_down_past(org_id, ids: list, now: datetime, session) -> None:
+    """Completed jobs with their ratings (released), and reliability counters to go with them."""
+    await session.execute(delete(Job).where(Job.org_id == org_id, Job.external_ref == PAST))
+    rng = random.Random(11)
+    for i, technician_id in enumerate(ids):
+        past = demo_past(i, now, rng)
+        late, declined, backouts = rng.choice([0, 0, 0, 1]), rng.randint(0, 3), rng.choice([0, 0, 0, 0, 1])
+        for n, (start, hours, stars) in enumerate(past):
+            end = start + timedelta(hours=hours)
+            job_id = (
+                await session.execute(
+                    insert(Job)
+                    .values(
+                        org_id=org_id,
+                        status="completed",
+                        title="Past job",
+                        external_ref=PAST,
+                        location=point(*CITY),
+                        # The first `late` of them were checked in after their window had closed.
+                        window_start=start - timedelta(hours=3) if n < late else start,
+                        window_end=start - timedelta(hours=1) if n < late else end,
+                        estimated_hours=hours,
+                        customer={"name": "Demo customer"},
+                        dispatch={"waves": [], "auto": False},
+                        technician_id=technician_id,
+                        tracking_token=secrets.token_urlsafe(32),
+                        checked_in_at=start,
+                        completed_at=end,
+                        created_at=start - timedelta(days=2),
+                        updated_at=end,
+                    )
+                    .returning(Job.id)
+                )
+            ).scalar_one()
+            await session.execute(
+                insert(JobRating).values(
+                    job_id=job_id,
+                    side="org",
+                    stars=stars,
+                    org_id=org_id,
+                    technician_id=technician_id,
+                    created_at=end,
+                    released_at=end,
+                )
+            )
+        done = len(past)
+        await session.execute(
+            update(PoolMembership)
+            .where(PoolMembership.org_id == org_id, PoolMembership.technician_id == technician_id)
+            .values(
+                rating_count=done,
+                rating_sum=sum(stars for _, _, stars in past),
+                offers_answered=done + backouts + declined,
+                offers_accepted=done + backouts,
+                assignments=done + backouts,
+                backouts=backouts,
+                check_ins=done,
+                on_time_check_ins=done - min(late, done),
+                completions=done,
+            )
+        )
 
 
 def _offset(lat: float, lon: float, km: float, bearing: float) -> tuple[float, float]:
@@ -145,6 +235,8 @@ async def seed_demo(settings: Settings, *, known_key: str | None) -> str:
                             org_id, technician_id, kind, credential, now=now, session=session
                         )
             await compliance.raise_credential_alerts(now, session=session)
+            await engagement.put_policy(org_id, POLICY, now=now, session=session)
+            await _lay_down_past(org_id, [ids[data.firebase_uid] for data in demo], now, session)
 
             rng = random.Random(7)
             for data in demo[:ON_DUTY]:

@@ -1,4 +1,5 @@
-"""The demo seed: idempotent, and its data shows a dispatcher every credential reason and some alerts."""
+"""The demo seed: idempotent, and its data shows a dispatcher every kind of reason, ratings, reliability and
+alerts."""
 
 from __future__ import annotations
 
@@ -12,13 +13,15 @@ from backend.settings import Settings
 from tests.api.jobs_helpers import count
 
 
-async def test_the_demo_explains_every_credential_reason(
+async def test_the_demo_explains_every_kind_of_reason(
     client: AsyncTestClient, settings: Settings, db: psycopg.Connection
 ) -> None:
     key = await seed_demo(settings, known_key=None)
     credentials = count(db, "SELECT count(*) FROM credentials")
+    past = count(db, "SELECT count(*) FROM jobs")
     assert await seed_demo(settings, known_key=key) == key
     assert count(db, "SELECT count(*) FROM credentials") == credentials
+    assert count(db, "SELECT count(*) FROM jobs") == past > 0
     assert count(db, "SELECT count(*) FROM technicians") == 50
     org = {"Authorization": f"Bearer {key}"}
 
@@ -41,8 +44,20 @@ async def test_the_demo_explains_every_credential_reason(
     body = response.json()
     assert body["items"], "some demo technicians are in good standing"
     kinds = {reason.split(":")[0] for e in body["excluded"] for reason in e["reasons"]}
-    assert {"credential_missing", "credential_not_valid", "credential_expired"} <= kinds
+    assert {"credential_missing", "credential_not_valid", "credential_expired", "engagement_limit"} <= kinds
+    limits = {reason for e in body["excluded"] for reason in e["reasons"] if reason.startswith("engagement_limit:")}
+    assert limits == {
+        "engagement_limit:hours_per_week",
+        "engagement_limit:consecutive_weeks",
+        "engagement_limit:tenure",
+    }
+    # Candidates differ by rating and reliability, not only by distance.
+    assert len({c["components"]["rating"] for c in body["items"]}) > 1
+    assert len({c["components"]["reliability"] for c in body["items"]}) > 1
 
     response = await client.get("/v1/compliance/alerts", headers=org)
     assert response.status_code == 200
     assert {a["kind"] for a in response.json()["items"]} == {"credential_expiring", "credential_expired"}
+    technicians = (await client.get("/v1/technicians?limit=100", headers=org)).json()["items"]
+    assert any(t["rating"] is not None for t in technicians)
+    assert any(t["reliability"]["score"] is not None for t in technicians)
