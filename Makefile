@@ -53,3 +53,9 @@ bench-match: setup
 
 bench-dispatch: setup
 	@$(DEV_AUTH) $(RUN) python -m bench.dispatch
+
+.PHONY: demo
+# Against the server that `make run` serves (in another terminal); its arguments can be replaced with DEMO=….
+DEMO ?= --technicians 30 --jobs-per-minute 6 --speed-up 10
+demo:
+	@$(RUN) truckroll simulate $(DEMO)

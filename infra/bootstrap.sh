@@ -4,7 +4,8 @@
 #   1. uv: the one on PATH, else .truckroll/tools/bin/uv, else a private venv .truckroll/tools with
 #      `pip install uv` (never pip into the system Python: Debian refuses it, PEP 668).
 #   2. PostgreSQL + PostGIS for the private cluster (infra/postgis.py), unless DATABASE_URL is set.
-#   3. `uv sync --frozen`: the locked environment in .venv.
+#   3. Chromium and its WebDriver, for the tracking page's browser tests (tests/browser).
+#   4. `uv sync --frozen`: the locked environment in .venv.
 #
 # Idempotent, and silent when everything is present. Progress and errors go to stderr; stdout stays
 # empty. Missing system packages are installed with apt-get as root, or through `sudo -n`; otherwise
@@ -157,6 +158,21 @@ ensure_postgis() {
 if [ -z "${DATABASE_URL:-}" ]; then
 	ensure_postgis
 fi
+
+# ---------------------------------------------------------------- Chromium for the browser tests
+
+# Only the test suite needs a browser: where it cannot be installed, `make run` still works, and the browser
+# tests fail naming the same packages.
+ensure_browser() {
+	command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1 && return 0
+	if ! can_apt; then
+		log "warning: Chromium is missing, so the browser tests (tests/browser) will fail. Install it as root: apt-get install -y chromium chromium-driver"
+		return 0
+	fi
+	apt_install "Chromium is missing (the browser tests drive it)" chromium chromium-driver
+}
+
+ensure_browser
 
 # ---------------------------------------------------------------- the locked environment
 

@@ -1,7 +1,8 @@
 """Group commit for location pings.
 
 Every request's pings wait in a queue; one flusher writes everything queued in a single transaction
-(one INSERT into the history, one UPDATE of the latest positions) and then acknowledges each request.
+(one INSERT into the history, one UPDATE of the latest positions, a notification for each customer's
+live tracking link that changed) and then acknowledges each request.
 While a flush is running the next batch gathers, so under load many requests share one commit, and no
 request is acknowledged before its pings are durable.
 
@@ -22,13 +23,18 @@ from dataclasses import dataclass, field
 import psycopg
 
 from backend.presence.schemas import Ping
+from backend.tracking.live import CHANNEL
 
 log = logging.getLogger("truckroll.presence")
 
 # The latest position only moves forward in time: a late, older batch goes to the history alone.
 # Pings are stored only for a technician who is on duty or on an active job (API.md: nobody is tracked
 # off shift).
-FLUSH = """
+# A technician whose latest position moved while on the way or on site changes what their customer's open
+# tracking link shows: the same statement notifies it (backend.tracking.live), so the notification leaves
+# only if the position commits, and costs one probe of the active-jobs index per moved technician. A CTE
+# that nothing reads is never run: the final SELECT counts the notifications to make it run.
+FLUSH = f"""
 WITH batch AS (
     SELECT * FROM unnest(
         CAST(%(technician_id)s AS uuid[]), CAST(%(lat)s AS float8[]), CAST(%(lon)s AS float8[]),
@@ -61,8 +67,14 @@ moved AS (
     FROM latest l
     WHERE t.id = l.technician_id
       AND (t.location_recorded_at IS NULL OR t.location_recorded_at < l.recorded_at)
+    RETURNING t.id
+),
+notified AS (
+    SELECT pg_notify('{CHANNEL}', j.id::text)
+    FROM jobs j
+    WHERE j.technician_id IN (SELECT id FROM moved) AND j.status IN ('en_route', 'on_site')
 )
-SELECT id FROM allowed
+SELECT id, (SELECT count(*) FROM notified) FROM allowed
 """
 
 

@@ -83,6 +83,11 @@ async def view(token: str, *, session: AsyncSession, router: Router, now: dateti
     )
 
 
+async def job_id(token: str, *, session: AsyncSession) -> uuid.UUID | None:
+    """The job behind a tracking link (open or closed): live updates are announced by job id."""
+    return await session.scalar(select(Job.id).where(Job.tracking_token == token))
+
+
 async def recent_speed(technician_id: uuid.UUID, *, session: AsyncSession) -> float | None:
     """Metres per second between the technician's last two pings (for phones that report no speed)."""
     pings = (

@@ -12,7 +12,7 @@ from tests.helpers import ADMIN, new_org, onboard, technician_auth
 
 PUBLIC = ("/healthz", "/schema")
 # The customer's link: no credential needed, and an unknown token is 404 whoever asks.
-LINKS = ("/v1/track/",)
+LINKS = ("/v1/track/", "/t/")
 # Which caller each part of the API serves (API.md, "Callers and credentials").
 # The first pattern that matches decides.
 OWNER = [
