@@ -26,6 +26,7 @@ import psycopg
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
+from backend.db.engine import CONNECTION_OPTIONS
 from backend.jobs import services
 from bench.common import bench_database, libpq
 from matching import WaveSpec, retrieval
@@ -105,7 +106,7 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 async def measure(url: str) -> str:
-    engine = create_async_engine(url, connect_args={"options": "-c jit=off"}, pool_size=1)
+    engine = create_async_engine(url, connect_args={"options": CONNECTION_OPTIONS}, pool_size=1)
     rng = random.Random(11)
     now = datetime.now(UTC)
     wave = WaveSpec(tiers=frozenset({"preferred", "approved"}), radius_km=50)

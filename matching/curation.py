@@ -63,6 +63,28 @@ def _smoothed(hits: int, out_of: int) -> float:
     return (hits + PRIOR_WEIGHT * PRIOR) / (out_of + PRIOR_WEIGHT)
 
 
+def reliability_score(
+    *,
+    offers_answered: int,
+    offers_accepted: int,
+    assignments: int,
+    backouts: int,
+    check_ins: int,
+    on_time_check_ins: int,
+    completions: int,
+) -> float | None:
+    """The 0..1 score the ranking uses (see the module docstring); None with nothing counted."""
+    if not (offers_answered or assignments or check_ins or completions or backouts):
+        return None
+    return round(
+        WEIGHTS["on_time"] * _smoothed(on_time_check_ins, check_ins)
+        + WEIGHTS["completion"] * _smoothed(completions, completions + backouts)
+        + WEIGHTS["no_backout"] * (1 - _smoothed(backouts, assignments))
+        + WEIGHTS["acceptance"] * _smoothed(offers_accepted, offers_answered),
+        4,
+    )
+
+
 def reliability(
     *,
     offers_answered: int,
@@ -73,18 +95,16 @@ def reliability(
     on_time_check_ins: int,
     completions: int,
 ) -> Reliability:
-    counted = offers_answered or assignments or check_ins or completions or backouts
-    score = None
-    if counted:
-        score = round(
-            WEIGHTS["on_time"] * _smoothed(on_time_check_ins, check_ins)
-            + WEIGHTS["completion"] * _smoothed(completions, completions + backouts)
-            + WEIGHTS["no_backout"] * (1 - _smoothed(backouts, assignments))
-            + WEIGHTS["acceptance"] * _smoothed(offers_accepted, offers_answered),
-            4,
-        )
     return Reliability(
-        score=score,
+        score=reliability_score(
+            offers_answered=offers_answered,
+            offers_accepted=offers_accepted,
+            assignments=assignments,
+            backouts=backouts,
+            check_ins=check_ins,
+            on_time_check_ins=on_time_check_ins,
+            completions=completions,
+        ),
         on_time_rate=_rate(on_time_check_ins, check_ins),
         completion_rate=_rate(completions, completions + backouts),
         backout_rate=_rate(backouts, assignments),

@@ -13,10 +13,14 @@ Distances are measured on the sphere (`<->` on geography, and `ST_Distance(a, b,
 the same mean Earth radius, as `matching.candidates.haversine_m`, so the walk, the filters and the pure
 core agree to the millimetre.
 
-Credentials are checked in the same filter, for walked rows only: a member must hold each of the job's
-required kinds (`JobSpec.required_credentials`) with status `valid` and no expiry before the window ends.
-The snapshot carries the member's records of those kinds, so that the pure core reaches the same verdict
-(and `explain` can say which credential is missing, not valid or expired).
+The organisation's rules come with the walk, in the same statement (a matching call is one round trip in
+the common case): which credential kinds the job requires — the organisation's general set and each of the
+job's skills' (`org_requirements`) — and its engagement policy (`engagement_policies`). Every row returned
+carries them (`rules_of`). Credentials are checked in the same filter, for walked rows only: a member must
+hold each required kind with status `valid` and no expiry before the window ends. The snapshot carries the
+member's records of those kinds, so that the pure core reaches the same verdict (and `explain` can say which
+credential is missing, not valid or expired). Engagement limits are not part of the walk: the figures are
+worked out afterwards for the members it found (backend.compliance.engagement).
 
 Live positions (`technicians.location`) serve ASAP jobs; home bases (`pool_memberships.home`) serve
 later ones. Both columns have GiST indexes. Only table and column names are known here: the module
@@ -25,14 +29,46 @@ imports no application code.
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy import TextClause, text
 
-from matching.candidates import JobSpec, MemberSnapshot, WaveSpec
-from matching.curation import bayesian_rating, reliability
+from matching.candidates import EngagementPolicy, JobSpec, MemberSnapshot, WaveSpec
+from matching.curation import bayesian_rating, reliability_score
+
+
+def _statement(sql: str) -> TextClause:
+    # One line: psycopg caches the conversion of a query to PostgreSQL's format only up to 4 KB of text.
+    return text(re.sub(r"\s+", " ", sql).strip())
+
+
+# The job's required credential kinds (sorted, distinct) and the organisation's engagement policy.
+_RULES = """
+rules AS (
+    SELECT ARRAY(
+               SELECT DISTINCT kind FROM (
+                   SELECT unnest(r.credentials) AS kind
+                   UNION ALL
+                   SELECT jsonb_array_elements_text(r.by_skill -> s.skill)
+                   FROM unnest(CAST(:skills AS text[])) AS s(skill)
+               ) k
+               ORDER BY kind
+           ) AS required_credentials,
+           p.mode AS policy_mode, p.max_hours_per_week, p.max_consecutive_weeks, p.max_tenure_months
+    FROM (SELECT 1) AS one
+    LEFT JOIN org_requirements r ON r.org_id = :org_id
+    LEFT JOIN engagement_policies p ON p.org_id = :org_id
+)"""
+_RULES_COLUMNS = "rules.required_credentials, rules.policy_mode, rules.max_hours_per_week, rules.max_consecutive_weeks, rules.max_tenure_months"
+# Policy column -> the kind of limit it sets (`engagement_limit:<kind>`, the alert's kind).
+POLICY_LIMITS = {
+    "max_hours_per_week": "hours_per_week",
+    "max_consecutive_weeks": "consecutive_weeks",
+    "max_tenure_months": "tenure",
+}
 
 _BUSY = """
     EXISTS (
@@ -46,20 +82,23 @@ _OFFERED = "EXISTS (SELECT 1 FROM offers o WHERE o.job_id = :job_id AND o.techni
 # Holds every required credential in good standing: one probe of the credentials' primary key per walked
 # row, and none at all when the job requires nothing.
 _CREDENTIALED = """
-    (cardinality(CAST(:credentials AS text[])) = 0 OR (
+    ((SELECT cardinality(required_credentials) FROM rules) = 0 OR (
         SELECT count(*) FROM credentials c
-        WHERE c.org_id = :org_id AND c.technician_id = {who} AND c.kind = ANY(CAST(:credentials AS text[]))
+        WHERE c.org_id = :org_id AND c.technician_id = {who}
+          AND c.kind = ANY((SELECT required_credentials FROM rules)::text[])
           AND c.status = 'valid' AND (c.expires_at IS NULL OR c.expires_at >= :window_end)
-    ) = cardinality(CAST(:credentials AS text[])))
+    ) = (SELECT cardinality(required_credentials) FROM rules))
 """
-# The member's records of the required kinds, for the snapshot (parallel arrays, ordered by kind).
+# The member's records of the required kinds, for the snapshot (parallel arrays, ordered by kind); not even
+# a probe when the job requires nothing.
 _CREDENTIALS_OF = """
     CROSS JOIN LATERAL (
         SELECT array_agg(c.kind ORDER BY c.kind) AS credential_kinds,
                array_agg(c.status ORDER BY c.kind) AS credential_statuses,
                array_agg(c.expires_at ORDER BY c.kind) AS credential_expiries
         FROM credentials c
-        WHERE c.org_id = :org_id AND c.technician_id = {who} AND c.kind = ANY(CAST(:credentials AS text[]))
+        WHERE c.org_id = :org_id AND c.technician_id = {who} AND c.kind = ANY((SELECT required_credentials FROM rules)::text[])
+          AND (SELECT cardinality(required_credentials) FROM rules) > 0
     ) cr
 """
 
@@ -80,17 +119,22 @@ _SNAPSHOT = """
     e.rating_count, e.rating_sum, e.offers_answered, e.offers_accepted, e.assignments, e.backouts,
     e.check_ins, e.on_time_check_ins, e.completions,
     ST_Y(e.home::geometry) AS home_lat, ST_X(e.home::geometry) AS home_lon,
-    t.on_duty, ST_Y(t.location::geometry) AS location_lat, ST_X(t.location::geometry) AS location_lon,
-    t.location_recorded_at, t.speed_mps, e.distance_m,
+    {t}.on_duty, ST_Y({t}.location::geometry) AS location_lat, ST_X({t}.location::geometry) AS location_lon,
+    {t}.location_recorded_at, {t}.speed_mps, e.distance_m,
     cr.credential_kinds, cr.credential_statuses, cr.credential_expiries
 """
 
 # ASAP: walk the live positions of on-duty technicians (a partial GiST index holds exactly those; any
-# organisation's technicians share it), then keep this organisation's eligible members.
-NEAREST_LIVE = text(
+# organisation's technicians share it), then keep this organisation's eligible members. The walk reads each
+# technician's row anyway, so what the snapshot needs of it comes along. The membership is a lookup by
+# primary key for each walked position (LIMIT keeps the planner from turning the walk's few thousand rows
+# into a scan of the whole pool).
+NEAREST_LIVE = _statement(
     f"""
-WITH near AS (
-    SELECT t.id, t.location_recorded_at, t.location <-> CAST(:point AS geography) AS distance_m
+WITH {_RULES},
+near AS (
+    SELECT t.id, t.on_duty, t.location, t.location_recorded_at, t.speed_mps,
+           t.location <-> CAST(:point AS geography) AS distance_m
     FROM technicians t
     WHERE t.on_duty AND t.location IS NOT NULL
     ORDER BY t.location <-> CAST(:point AS geography)
@@ -99,10 +143,8 @@ WITH near AS (
 walk AS (SELECT count(*) AS walked, max(distance_m) AS reach FROM near),
 eligible AS (
     SELECT w.* FROM (
-        SELECT m.*, near.distance_m
+        SELECT m.*, near.distance_m, near.on_duty, near.location, near.location_recorded_at, near.speed_mps
         FROM near
-        -- A lookup by primary key for each walked position (LIMIT keeps the planner from turning the
-        -- walk's few thousand rows into a scan of the whole pool).
         CROSS JOIN LATERAL (
             SELECT m.technician_id, m.tier, m.active, m.skills, m.service_radius_km, m.home, {_CURATION}
             FROM pool_memberships m WHERE m.org_id = :org_id AND m.technician_id = near.id LIMIT 1
@@ -113,16 +155,17 @@ eligible AS (
     ORDER BY w.distance_m, w.technician_id
     LIMIT :pool_size
 )
-SELECT walk.walked, walk.reach, {_SNAPSHOT}
-FROM walk LEFT JOIN eligible e ON true LEFT JOIN technicians t ON t.id = e.technician_id
+SELECT walk.walked, walk.reach, {_RULES_COLUMNS}, {_SNAPSHOT.format(t="e")}
+FROM walk CROSS JOIN rules LEFT JOIN eligible e ON true
 {_CREDENTIALS_OF.format(who="e.technician_id")}
 """
 )
 
 # Later jobs: walk this organisation's home bases.
-NEAREST_HOME = text(
+NEAREST_HOME = _statement(
     f"""
-WITH near AS (
+WITH {_RULES},
+near AS (
     SELECT m.technician_id, m.tier, m.active, m.skills, m.service_radius_km, m.home, {_CURATION},
            m.home <-> CAST(:point AS geography) AS distance_m
     FROM pool_memberships m
@@ -137,15 +180,15 @@ eligible AS (
     ORDER BY w.distance_m, w.technician_id
     LIMIT :pool_size
 )
-SELECT walk.walked, walk.reach, {_SNAPSHOT}
-FROM walk LEFT JOIN eligible e ON true LEFT JOIN technicians t ON t.id = e.technician_id
+SELECT walk.walked, walk.reach, {_RULES_COLUMNS}, {_SNAPSHOT.format(t="t")}
+FROM walk CROSS JOIN rules LEFT JOIN eligible e ON true LEFT JOIN technicians t ON t.id = e.technician_id
 {_CREDENTIALS_OF.format(who="e.technician_id")}
 """
 )
 
 # When the walk finds too few, the job's skills may be rare in the pool: then it is cheaper (and exact) to
 # measure every member who has them. This counts them, up to a cap, through the GIN index on skills.
-SKILLED_COUNT = text(
+SKILLED_COUNT = _statement(
     """
 SELECT count(*) AS skilled FROM (
     SELECT 1 FROM pool_memberships m
@@ -155,9 +198,10 @@ SELECT count(*) AS skilled FROM (
 """
 )
 
-SKILLED_NEAREST = text(
+SKILLED_NEAREST = _statement(
     f"""
-WITH eligible AS (
+WITH {_RULES},
+eligible AS (
     SELECT w.* FROM (
         SELECT m.technician_id, m.tier, m.active, m.skills, m.service_radius_km, m.home, {_CURATION},
                ST_Distance(CASE WHEN :asap THEN t.location ELSE m.home END, CAST(:point AS geography), false)
@@ -170,16 +214,17 @@ WITH eligible AS (
     ORDER BY w.distance_m, w.technician_id
     LIMIT :pool_size
 )
-SELECT 0 AS walked, NULL::float8 AS reach, {_SNAPSHOT}
-FROM eligible e JOIN technicians t ON t.id = e.technician_id
+SELECT 0 AS walked, NULL::float8 AS reach, {_RULES_COLUMNS}, {_SNAPSHOT.format(t="t")}
+FROM eligible e JOIN technicians t ON t.id = e.technician_id CROSS JOIN rules
 {_CREDENTIALS_OF.format(who="e.technician_id")}
 """
 )
 
 # `explain`: every member of the pool, with what makes them busy or already offered and their credentials.
-WHOLE_POOL = text(
+WHOLE_POOL = _statement(
     f"""
-SELECT m.technician_id, m.tier, m.active, m.skills, m.service_radius_km, {_CURATION},
+WITH {_RULES}
+SELECT {_RULES_COLUMNS}, m.technician_id, m.tier, m.active, m.skills, m.service_radius_km, {_CURATION},
     ST_Y(m.home::geometry) AS home_lat, ST_X(m.home::geometry) AS home_lon,
     t.on_duty, ST_Y(t.location::geometry) AS location_lat, ST_X(t.location::geometry) AS location_lon,
     t.location_recorded_at, t.speed_mps,
@@ -192,7 +237,7 @@ SELECT m.technician_id, m.tier, m.active, m.skills, m.service_radius_km, {_CURAT
     ) AS busy_windows,
     {_OFFERED.format(who="m.technician_id")} AS already_offered,
     cr.credential_kinds, cr.credential_statuses, cr.credential_expiries
-FROM pool_memberships m JOIN technicians t ON t.id = m.technician_id
+FROM pool_memberships m JOIN technicians t ON t.id = m.technician_id CROSS JOIN rules
 {_CREDENTIALS_OF.format(who="m.technician_id")}
 WHERE m.org_id = :org_id
 """
@@ -212,7 +257,6 @@ def query_params(
         "point": point_wkt(job.lat, job.lon),
         "tiers": sorted(wave.tiers),
         "skills": sorted(job.skills),
-        "credentials": sorted(job.required_credentials),
         "radius_km": wave.radius_km,
         "window_start": job.window_start,
         "window_end": job.window_end,
@@ -235,40 +279,90 @@ def needs_wider_walk(rows: Sequence, *, k: int, pool_size: int, radius_km: float
     return max(r.distance_m for r in found) >= reach
 
 
-def snapshot(row) -> MemberSnapshot:
-    return MemberSnapshot(
-        technician_id=row.technician_id,
-        tier=row.tier,
-        active=row.active,
-        skills=frozenset(row.skills),
-        service_radius_km=row.service_radius_km,
-        home_lat=row.home_lat,
-        home_lon=row.home_lon,
-        on_duty=row.on_duty,
-        location_lat=row.location_lat,
-        location_lon=row.location_lon,
-        location_recorded_at=row.location_recorded_at,
-        speed_mps=row.speed_mps,
-        busy_windows=tuple((w[0], w[1]) for w in getattr(row, "busy_windows", None) or ()),
-        already_offered=bool(getattr(row, "already_offered", False)),
-        credentials=_credentials(row),
-        rating=bayesian_rating(row.rating_count, row.rating_sum),
-        reliability=reliability(
-            offers_answered=row.offers_answered,
-            offers_accepted=row.offers_accepted,
-            assignments=row.assignments,
-            backouts=row.backouts,
-            check_ins=row.check_ins,
-            on_time_check_ins=row.on_time_check_ins,
-            completions=row.completions,
-        ).score,
+def rules_of(row) -> tuple[frozenset[str], EngagementPolicy | None]:
+    """The job's required credential kinds and the organisation's engagement policy, from any returned row."""
+    return frozenset(row.required_credentials), engagement_policy(
+        row.policy_mode, {column: getattr(row, column) for column in POLICY_LIMITS}
     )
 
 
-def _credentials(row) -> dict[str, tuple[str, datetime | None]]:
-    # A member with no record of any required kind gets NULL aggregates.
-    kinds, statuses, expiries = row.credential_kinds or (), row.credential_statuses or (), row.credential_expiries or ()
-    return {kind: (status, expires_at) for kind, status, expires_at in zip(kinds, statuses, expiries, strict=True)}
+def engagement_policy(mode: str | None, limits: dict[str, float | None]) -> EngagementPolicy | None:
+    """The policy the pure core applies, from its stored columns; None when no limit is set."""
+    set_limits = {POLICY_LIMITS[column]: float(value) for column, value in limits.items() if value is not None}
+    return EngagementPolicy(limits=set_limits, block=mode == "block") if mode and set_limits else None
+
+
+_COUNTERS = (
+    "offers_answered",
+    "offers_accepted",
+    "assignments",
+    "backouts",
+    "check_ins",
+    "on_time_check_ins",
+    "completions",
+)
+
+
+def snapshots(rows: Sequence, *, explained: bool = False) -> list[MemberSnapshot]:
+    """The members in a query's rows; `explained`: WHOLE_POOL rows, which also say what makes a member busy
+    or already offered (a walk has filtered those out already).
+
+    Columns are read by position, looked up once per result: by name, on up to a few hundred rows of ~35
+    columns, they cost a tenth of a matching call."""
+    if not rows:
+        return []
+    at = {name: i for i, name in enumerate(rows[0]._fields)}
+    (technician_id, tier, active, skills, radius, home_lat, home_lon, on_duty, lat, lon, recorded_at, speed) = (
+        at[name]
+        for name in (
+            "technician_id",
+            "tier",
+            "active",
+            "skills",
+            "service_radius_km",
+            "home_lat",
+            "home_lon",
+            "on_duty",
+            "location_lat",
+            "location_lon",
+            "location_recorded_at",
+            "speed_mps",
+        )
+    )
+    rating_count, rating_sum = at["rating_count"], at["rating_sum"]
+    counters = [(name, at[name]) for name in _COUNTERS]
+    kinds, statuses, expiries = at["credential_kinds"], at["credential_statuses"], at["credential_expiries"]
+    busy, offered = (at["busy_windows"], at["already_offered"]) if explained else (None, None)
+    out = []
+    for row in rows:
+        out.append(
+            MemberSnapshot(
+                technician_id=row[technician_id],
+                tier=row[tier],
+                active=row[active],
+                skills=frozenset(row[skills]),
+                service_radius_km=row[radius],
+                home_lat=row[home_lat],
+                home_lon=row[home_lon],
+                on_duty=row[on_duty],
+                location_lat=row[lat],
+                location_lon=row[lon],
+                location_recorded_at=row[recorded_at],
+                speed_mps=row[speed],
+                busy_windows=tuple((w[0], w[1]) for w in row[busy] or ()) if explained else (),
+                already_offered=bool(row[offered]) if explained else False,
+                # A member with no record of any required kind gets NULL aggregates.
+                credentials={
+                    kind: (status, expires_at)
+                    for kind, status, expires_at in zip(
+                        row[kinds] or (), row[statuses] or (), row[expiries] or (), strict=True
+                    )
+                },
+                rating=bayesian_rating(row[rating_count], row[rating_sum]),
+                reliability=reliability_score(**{name: row[i] for name, i in counters}),
+            )
+        )
+    return out
 
 
 def nearest_query(asap: bool) -> TextClause:

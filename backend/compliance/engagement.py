@@ -36,14 +36,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from backend.compliance.schemas import EngagementPolicyIn, EngagementPolicyOut
 from backend.db.models import ComplianceAlert, EngagementPolicy
 from matching import EngagementPolicy as PolicySpec
-from matching import MatchResult, OverLimit, over_limits
-
-# Policy field -> the kind of limit it sets (the alert kind, and `engagement_limit:<kind>`).
-POLICY_LIMITS = {
-    "max_hours_per_week": "hours_per_week",
-    "max_consecutive_weeks": "consecutive_weeks",
-    "max_tenure_months": "tenure",
-}
+from matching import MatchResult, OverLimit, over_limits, retrieval
+from matching.retrieval import POLICY_LIMITS
 
 _FIGURES = text(
     """
@@ -174,12 +168,7 @@ def policy_spec(policy: EngagementPolicy | None) -> PolicySpec | None:
     """The limits the matching core applies; None when the organisation has set none."""
     if policy is None:
         return None
-    limits = {
-        kind: float(getattr(policy, field))
-        for field, kind in POLICY_LIMITS.items()
-        if getattr(policy, field) is not None
-    }
-    return PolicySpec(limits=limits, block=policy.mode == "block") if limits else None
+    return retrieval.engagement_policy(policy.mode, {column: getattr(policy, column) for column in POLICY_LIMITS})
 
 
 def passed_limits(result: MatchResult) -> list[tuple[uuid.UUID, OverLimit]]:

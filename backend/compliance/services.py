@@ -11,14 +11,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.compliance.schemas import AlertOut, CredentialOut, CredentialPut, Requirements, is_credential_kind
-from backend.db.models import (
-    ComplianceAlert,
-    Credential,
-    EngagementPolicy,
-    Organization,
-    OrgRequirements,
-    PoolMembership,
-)
+from backend.db.models import ComplianceAlert, Credential, OrgRequirements, PoolMembership
 from backend.pagination import decode_cursor, encode_cursor
 from backend.schemas import Page
 
@@ -126,28 +119,6 @@ async def put_requirements(org_id: uuid.UUID, data: Requirements, *, session: As
     )
     await session.commit()
     return data
-
-
-async def match_rules(
-    org_id: uuid.UUID, skills: Iterable[str], *, session: AsyncSession
-) -> tuple[frozenset[str], EngagementPolicy | None]:
-    """What matching checks for this organisation, in one round trip: the credential kinds a technician
-    must hold for a job needing `skills` (the general set and each skill's), and the engagement policy."""
-    row = (
-        await session.execute(
-            select(OrgRequirements.credentials, OrgRequirements.by_skill, EngagementPolicy)
-            .select_from(Organization)
-            .outerjoin(OrgRequirements, OrgRequirements.org_id == Organization.id)
-            .outerjoin(EngagementPolicy, EngagementPolicy.org_id == Organization.id)
-            .where(Organization.id == org_id)
-        )
-    ).first()
-    if row is None:
-        return frozenset(), None
-    kinds = set(row.credentials or ())
-    for skill in skills:
-        kinds.update((row.by_skill or {}).get(skill, ()))
-    return frozenset(kinds), row.EngagementPolicy
 
 
 # One row per valid credential of an active member that expires within the horizon, raised at most once per

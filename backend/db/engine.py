@@ -19,14 +19,20 @@ def database_url(settings: DatabaseSettings) -> str:
     return LocalCluster(Path(settings.embedded_root)).url()
 
 
+# Every statement here is short and parameterised. JIT compilation only ever costs them time. And psycopg
+# prepares a statement run five times on a connection; a generic plan then spares re-planning it at each
+# run, which for the matching walk (CTEs, laterals, sub-plans) took longer than running it (~1 ms of ~4).
+# Its plan is checked with auto_explain in tests/integration/test_matching_postgis.py.
+CONNECTION_OPTIONS = "-c jit=off -c plan_cache_mode=force_generic_plan"
+
+
 def make_engine(settings: DatabaseSettings) -> AsyncEngine:
     return create_async_engine(
         database_url(settings),
         pool_size=settings.pool_size,
         max_overflow=settings.pool_size,
         pool_pre_ping=False,
-        # Matching and presence queries are short: JIT compilation only ever costs them time.
-        connect_args={"options": "-c jit=off"},
+        connect_args={"options": CONNECTION_OPTIONS},
     )
 
 

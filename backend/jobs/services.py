@@ -11,8 +11,6 @@ from sqlalchemy import func, select, text, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.compliance import engagement
-from backend.compliance.engagement import policy_spec
-from backend.compliance.services import match_rules
 from backend.db.geo import lat_of, lon_of
 from backend.db.models import Job, JobEvent, Offer, PoolMembership, Technician
 from backend.jobs.schemas import (
@@ -112,8 +110,7 @@ async def match(
     walk. In block mode a member over a limit does not count towards the candidate set, so the walk is
     repeated for as many more members as were left out, until the set is full or nobody else is eligible.
     """
-    required, policy = await match_rules(org_id, row.Job.skills, session=session)
-    job = msgspec.structs.replace(spec(row), required_credentials=required, policy=policy_spec(policy))
+    job = spec(row)
     asap = is_asap(job, now, MATCH_SETTINGS)
     # The nearest eligible members that are ranked: two per place offered, at least 20.
     pool_size = pool_size or max(2 * limit, 20)
@@ -121,10 +118,15 @@ async def match(
     fresh_since = now - timedelta(seconds=settings.fresh_location_s)
     params = retrieval.query_params(org_id, job, wave, fresh_since=fresh_since, pool_size=pool_size, k=0)
     if explain:
-        rows = (await session.execute(retrieval.WHOLE_POOL, {**params, "asap": asap})).all()
+        rows = (await (await session.connection()).execute(retrieval.WHOLE_POOL, {**params, "asap": asap})).all()
     else:
         rows = await _walk(params, pool_size, wave, asap, skilled_direct, session)
-    members = [retrieval.snapshot(r) for r in rows]
+    if not rows:
+        return evaluate(job, wave, [], now, settings=settings, limit=limit, explain=explain)
+    # The organisation's rules came with the rows.
+    required, policy = retrieval.rules_of(rows[0])
+    job = msgspec.structs.replace(job, required_credentials=required, policy=policy)
+    members = retrieval.snapshots(rows, explained=explain)
     if job.policy is not None:
         figures = await engagement.with_job(
             org_id,
@@ -143,7 +145,7 @@ async def match(
             walked = pool_size + blocked
             rows = await _walk({**params, "pool_size": walked}, walked, wave, asap, skilled_direct, session)
             known = {m.technician_id: m for m in members}
-            new = [retrieval.snapshot(r) for r in rows if r.technician_id not in known]
+            new = retrieval.snapshots([r for r in rows if r.technician_id not in known])
             figures = await engagement.with_job(
                 org_id,
                 [m.technician_id for m in new],
@@ -164,17 +166,19 @@ async def _walk(params: dict, pool_size: int, wave: WaveSpec, asap: bool, skille
     """The `pool_size` nearest eligible members (before engagement limits), walking further while needed."""
     k = min(pool_size * 5, MAX_WALK)
     walks = 0
+    # Core, not the ORM session's execute: these are plain rows, and the walk is on the hot path of dispatch.
+    connection = await session.connection()
     while True:
         params = {**params, "k": k}
-        rows = (await session.execute(retrieval.nearest_query(asap), params)).all()
+        rows = (await connection.execute(retrieval.nearest_query(asap), params)).all()
         walks += 1
         if k >= MAX_WALK or not retrieval.needs_wider_walk(rows, k=k, pool_size=pool_size, radius_km=wave.radius_km):
             break
         # A second, longer walk usually suffices; after that, rare skills are the likely reason.
         if walks >= 2:
-            skilled = await session.scalar(retrieval.SKILLED_COUNT, {**params, "cap": skilled_direct})
+            skilled = await connection.scalar(retrieval.SKILLED_COUNT, {**params, "cap": skilled_direct})
             if skilled < skilled_direct:
-                rows = (await session.execute(retrieval.SKILLED_NEAREST, {**params, "asap": asap})).all()
+                rows = (await connection.execute(retrieval.SKILLED_NEAREST, {**params, "asap": asap})).all()
                 break
         k = min(k * 8, MAX_WALK)
     return [r for r in rows if r.technician_id is not None]

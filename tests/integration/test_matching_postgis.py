@@ -19,6 +19,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 from sqlalchemy.pool import NullPool
 
+from backend.db.engine import CONNECTION_OPTIONS
 from backend.jobs import services
 from matching import EngagementPolicy, JobSpec, MatchSettings, MemberSnapshot, WaveSpec, evaluate, retrieval
 from matching.curation import bayesian_rating, reliability
@@ -617,4 +618,13 @@ def test_the_walk_uses_the_gist_indexes(conn) -> None:
         sql = str(query.compile(dialect=postgresql.psycopg.dialect()))
         plan = "\n".join(r[0] for r in conn.execute("EXPLAIN " + sql, params).fetchall())
         assert f"Index Scan using {index}" in plan, plan
+        # The application runs it prepared, with a generic plan (backend.db.engine): auto_explain shows that one.
+        with psycopg.connect(conn.info.dsn, autocommit=True, options=CONNECTION_OPTIONS) as app:
+            plans: list[str] = []
+            app.add_notice_handler(lambda notice, plans=plans: plans.append(notice.message_primary or ""))
+            app.execute("LOAD 'auto_explain'")
+            app.execute("SET auto_explain.log_min_duration = 0")
+            app.execute("SET auto_explain.log_level = notice")
+            app.execute(sql, params, prepare=True)
+            assert f"Index Scan using {index}" in plans[-1], plans
     conn.execute(f"TRUNCATE {TABLES} CASCADE")
