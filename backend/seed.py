@@ -16,6 +16,7 @@ import random
 import secrets
 from datetime import UTC, datetime, timedelta
 
+import msgspec
 from sqlalchemy import delete, insert, select, update
 
 from backend.auth import hash_api_key
@@ -25,6 +26,7 @@ from backend.compliance.schemas import CredentialPut, EngagementPolicyIn, Requir
 from backend.db.engine import make_engine, make_sessionmaker
 from backend.db.geo import point
 from backend.db.models import ApiKey, Credential, Job, JobRating, Organization, PoolMembership, Technician
+from backend.jobs.schemas import Dispatch
 from backend.orgs import services as orgs
 from backend.schemas import LatLon
 from backend.settings import Settings
@@ -118,7 +120,7 @@ async def _lay_down_past(org_id, ids: list, now: datetime, session) -> None:
                         window_end=start - timedelta(hours=1) if n < late else end,
                         estimated_hours=hours,
                         customer={"name": "Demo customer"},
-                        dispatch={"waves": [], "auto": False},
+                        dispatch=msgspec.to_builtins(Dispatch(auto=False)),
                         technician_id=technician_id,
                         tracking_token=secrets.token_urlsafe(32),
                         checked_in_at=start,

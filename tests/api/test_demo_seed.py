@@ -59,5 +59,9 @@ async def test_the_demo_explains_every_kind_of_reason(
     assert response.status_code == 200
     assert {a["kind"] for a in response.json()["items"]} == {"credential_expiring", "credential_expired"}
     technicians = (await client.get("/v1/technicians?limit=100", headers=org)).json()["items"]
+    # The demo's past reads like any other job.
+    response = await client.get("/v1/jobs?status=completed&limit=200", headers=org)
+    assert response.status_code == 200, response.text
+    assert len(response.json()["items"]) == min(past, 200)
     assert any(t["rating"] is not None for t in technicians)
     assert any(t["reliability"]["score"] is not None for t in technicians)
