@@ -42,7 +42,7 @@ from backend.settings import Settings, load_settings
 from backend.tasks import Runtime
 from backend.technicians.controllers import TechnicianController
 from backend.tracking.controllers import eta_router, tracking_router
-from backend.tracking.live import live_tracking, tracking_channels
+from backend.tracking.live import live_tracking
 
 log = logging.getLogger("truckroll")
 
@@ -148,7 +148,6 @@ def create_app(
         ],
         state=State({"settings": settings}),
         lifespan=[_resources, eta_router, live_tracking],
-        plugins=[tracking_channels(settings.database)],
         dependencies={"db_session": Provide(provide_db_session)},
         middleware=[DefineMiddleware(AuthMiddleware, exclude=[f"^{p}" for p in PUBLIC_PATHS])],
         exception_handlers={

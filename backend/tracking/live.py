@@ -3,12 +3,15 @@
 Postgres carries the news. A change of a job's status, technician or window (a trigger, migration 0006) and
 a new latest position of a technician on the way or on site (the ping recorder's flush) each `pg_notify`
 CHANNEL with the job's id, inside the transaction that stores the change: the news leaves only once it is
-true, and costs no connection of its own (Litestar's psycopg channels backend opens one per publish).
+true, and costs no connection of its own.
 
-Each process LISTENs to that one channel once, through Litestar's channels plugin. One channel with the job
-id as payload, rather than a channel per job: sockets come and go all day, and every LISTEN/UNLISTEN would
-restart the plugin's listener; hearing of a job nobody here watches costs a dict lookup. The id, not the
-tracking token, travels: the token is the customer's credential and has no business in notifications.
+Each process LISTENs to that one channel on one connection of its own. One channel with the job id as
+payload, rather than a channel per job: sockets come and go all day, and hearing of a job nobody here
+watches costs a dict lookup. The id, not the tracking token, travels: the token is the customer's
+credential and has no business in notifications. The listening connection is supervised: when it drops (a
+database restart, a failover) it is opened again with backoff, and since notifications sent meanwhile are
+lost, every watched job is then read afresh. (Litestar's psycopg channels backend, tried first, stays
+silent for good once its listening connection is gone.)
 
 For a job with sockets open here the view is recomputed once per notification (and notifications that
 arrive during a recomputation are folded into one more), then handed to every socket. A socket keeps only
@@ -26,14 +29,12 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
 import msgspec
+import psycopg
 from litestar import Litestar
-from litestar.channels import ChannelsPlugin
-from litestar.channels.backends.psycopg import PsycoPgChannelsBackend
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from backend.db.engine import database_url
 from backend.queue import libpq_url
-from backend.settings import DatabaseSettings
 from backend.tracking import services
 from backend.tracking.eta import Router
 from backend.tracking.schemas import TrackingView
@@ -41,13 +42,13 @@ from backend.tracking.schemas import TrackingView
 log = logging.getLogger("truckroll.tracking")
 
 CHANNEL = "truckroll_tracking"
+# Waits between attempts to listen again after the connection dropped.
+RECONNECT_S = (0.2, 0.5, 1.0, 2.0, 5.0)
+# A socket's first view waits at most this long for the listener (the database may be down).
+LISTENING_WAIT_S = 5.0
 
 Update = bytes | None
 """A view encoded as the JSON of `GET /v1/track/{token}`, or None once the link has closed."""
-
-
-def tracking_channels(database: DatabaseSettings) -> ChannelsPlugin:
-    return ChannelsPlugin(PsycoPgChannelsBackend(libpq_url(database_url(database))), channels=[CHANNEL])
 
 
 class _Watched:
@@ -61,15 +62,13 @@ class _Watched:
 
 
 class LiveTracking:
-    def __init__(
-        self, channels: ChannelsPlugin, *, sessionmaker: async_sessionmaker[AsyncSession], router: Router
-    ) -> None:
-        self._channels = channels
+    def __init__(self, dsn: str, *, sessionmaker: async_sessionmaker[AsyncSession], router: Router) -> None:
+        self._dsn = dsn
         self._sessionmaker = sessionmaker
         self._router = router
         self._jobs: dict[str, _Watched] = {}
         self._listener: asyncio.Task | None = None
-        self._starting = asyncio.Lock()
+        self._listening = asyncio.Event()
 
     async def view(self, token: str) -> TrackingView | None:
         async with self._sessionmaker() as session:
@@ -105,22 +104,41 @@ class LiveTracking:
                 await task
 
     async def _listen(self) -> None:
-        # The channels plugin starts after the app's other lifespan contexts, so this subscribes on the
-        # first socket rather than at start-up.
-        async with self._starting:
-            if self._listener is None:
-                subscriber = await self._channels.subscribe(CHANNEL)
-                self._listener = asyncio.create_task(self._dispatch(subscriber.iter_events()), name="live-tracking")
+        """Listening starts with the first socket (a process that serves none holds no connection for it);
+        a socket reads its first view only once changes can no longer slip by unheard."""
+        if self._listener is None:
+            self._listener = asyncio.create_task(self._listen_forever(), name="live-tracking")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._listening.wait(), LISTENING_WAIT_S)
 
-    async def _dispatch(self, events: AsyncIterator[bytes]) -> None:
-        async for payload in events:
-            watched = self._jobs.get(payload.decode())
-            if watched is None:
-                continue
-            if watched.refreshing is None:
-                watched.refreshing = asyncio.create_task(self._refresh(watched))
-            else:
-                watched.stale = True
+    async def _listen_forever(self) -> None:
+        failures = 0
+        while True:
+            try:
+                async with await psycopg.AsyncConnection.connect(self._dsn, autocommit=True) as connection:
+                    await connection.execute(f"LISTEN {CHANNEL}")
+                    if failures:
+                        log.info("live tracking listens again; reading the %d watched jobs afresh", len(self._jobs))
+                        for watched in list(self._jobs.values()):
+                            self._changed(watched)
+                    failures = 0
+                    self._listening.set()
+                    async for notification in connection.notifies():
+                        watched = self._jobs.get(notification.payload)
+                        if watched is not None:
+                            self._changed(watched)
+            except (psycopg.Error, OSError) as exc:
+                self._listening.clear()
+                wait = RECONNECT_S[min(failures, len(RECONNECT_S) - 1)]
+                failures += 1
+                log.warning("live tracking stopped listening (%s); again in %.1f s", exc, wait)
+                await asyncio.sleep(wait)
+
+    def _changed(self, watched: _Watched) -> None:
+        if watched.refreshing is None:
+            watched.refreshing = asyncio.create_task(self._refresh(watched))
+        else:
+            watched.stale = True
 
     async def _refresh(self, watched: _Watched) -> None:
         try:
@@ -146,7 +164,9 @@ class LiveTracking:
 async def live_tracking(app: Litestar) -> AsyncIterator[None]:
     """The process's hub of live tracking sockets (after the session factory and the ETA router exist)."""
     hub = LiveTracking(
-        app.plugins.get(ChannelsPlugin), sessionmaker=app.state.sessionmaker, router=app.state.eta_router
+        libpq_url(database_url(app.state.settings.database)),
+        sessionmaker=app.state.sessionmaker,
+        router=app.state.eta_router,
     )
     app.state.live_tracking = hub
     try:

@@ -16,6 +16,7 @@ from litestar.testing.websocket_test_session import WebSocketTestSession
 
 from backend.app import create_app
 from backend.settings import Settings, TrackingSettings
+from backend.tracking import live
 from tests.api.jobs_helpers import SITE, north
 from tests.api.test_tracking import assigned_job, ping, send_pings, step, track
 from tests.helpers import new_org
@@ -164,6 +165,30 @@ async def test_subscribers_join_and_leave_without_disturbing_each_other(
         await send_pings(other, auth, ping(north(1.5)))
         assert same_position(next_view(first), north(1.5))
         assert nothing_more(first)  # one change, one message
+
+
+async def test_the_socket_hears_again_after_the_database_drops_the_listening_connection(
+    client: AsyncTestClient, other: AsyncTestClient, db: psycopg.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Long enough a silence that the ping below certainly falls into it.
+    monkeypatch.setattr(live, "RECONNECT_S", (1.5,))
+    org = await new_org(client)
+    job, auth = await assigned_job(client, org, km=3)
+    await step(client, auth, job["id"], "en-route")
+
+    with await client.websocket_connect(f"/v1/track/{job['tracking_token']}/live") as socket:
+        assert same_position(next_view(socket), north(3))
+        # A database restart or failover, as far as the listener can tell: its connection is gone.
+        dropped = db.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE query = 'LISTEN truckroll_tracking'"
+        ).fetchone()[0]
+        assert dropped >= 1
+        # A ping while nobody listens: its notification is lost, and listening again reads the job afresh.
+        await send_pings(other, auth, ping(north(2)))
+        assert same_position(next_view(socket, within=10), north(2))
+        # And what comes after is heard as before.
+        await send_pings(other, auth, ping(north(1)))
+        assert same_position(next_view(socket, within=10), north(1))
 
 
 async def test_each_socket_hears_only_its_own_job(client: AsyncTestClient, other: AsyncTestClient) -> None:
