@@ -37,6 +37,16 @@ PRIOR_WEIGHT_RATING = 5
 PRIOR = 0.5
 PRIOR_WEIGHT = 2
 WEIGHTS = {"on_time": 0.35, "completion": 0.25, "no_backout": 0.25, "acceptance": 0.15}
+# The counters kept per pool member (columns of pool_memberships), as `reliability_score` takes them.
+COUNTERS = (
+    "offers_answered",
+    "offers_accepted",
+    "assignments",
+    "backouts",
+    "check_ins",
+    "on_time_check_ins",
+    "completions",
+)
 
 
 def bayesian_rating(count: int, total: int) -> float | None:
@@ -85,29 +95,14 @@ def reliability_score(
     )
 
 
-def reliability(
-    *,
-    offers_answered: int,
-    offers_accepted: int,
-    assignments: int,
-    backouts: int,
-    check_ins: int,
-    on_time_check_ins: int,
-    completions: int,
-) -> Reliability:
+def reliability(**counters: int) -> Reliability:
+    """The rates and the score from a member's counters (the keyword arguments of `reliability_score`)."""
+    c = counters
     return Reliability(
-        score=reliability_score(
-            offers_answered=offers_answered,
-            offers_accepted=offers_accepted,
-            assignments=assignments,
-            backouts=backouts,
-            check_ins=check_ins,
-            on_time_check_ins=on_time_check_ins,
-            completions=completions,
-        ),
-        on_time_rate=_rate(on_time_check_ins, check_ins),
-        completion_rate=_rate(completions, completions + backouts),
-        backout_rate=_rate(backouts, assignments),
-        acceptance_rate=_rate(offers_accepted, offers_answered),
-        jobs=completions,
+        score=reliability_score(**counters),
+        on_time_rate=_rate(c["on_time_check_ins"], c["check_ins"]),
+        completion_rate=_rate(c["completions"], c["completions"] + c["backouts"]),
+        backout_rate=_rate(c["backouts"], c["assignments"]),
+        acceptance_rate=_rate(c["offers_accepted"], c["offers_answered"]),
+        jobs=c["completions"],
     )

@@ -37,7 +37,7 @@ from datetime import datetime
 from sqlalchemy import TextClause, text
 
 from matching.candidates import EngagementPolicy, JobSpec, MemberSnapshot, WaveSpec
-from matching.curation import bayesian_rating, reliability_score
+from matching.curation import COUNTERS, bayesian_rating, reliability_score
 
 
 def _statement(sql: str) -> TextClause:
@@ -110,17 +110,20 @@ _ELIGIBLE = f"""
     AND {_CREDENTIALED.format(who="w.technician_id")}
 """
 
-# What the ranking reads of a member besides distance: the rating and reliability counters.
-_CURATION = """m.rating_count, m.rating_sum, m.offers_answered, m.offers_accepted, m.assignments, m.backouts,
-    m.check_ins, m.on_time_check_ins, m.completions"""
 
-_SNAPSHOT = """
+# What the ranking reads of a member besides distance: the rating and reliability counters.
+def _curation(alias: str) -> str:
+    return ", ".join(f"{alias}.{column}" for column in ("rating_count", "rating_sum", *COUNTERS))
+
+
+_CURATION = _curation("m")
+
+_SNAPSHOT = f"""
     e.technician_id, e.tier, e.active, e.skills, e.service_radius_km,
-    e.rating_count, e.rating_sum, e.offers_answered, e.offers_accepted, e.assignments, e.backouts,
-    e.check_ins, e.on_time_check_ins, e.completions,
+    {_curation("e")},
     ST_Y(e.home::geometry) AS home_lat, ST_X(e.home::geometry) AS home_lon,
-    {t}.on_duty, ST_Y({t}.location::geometry) AS location_lat, ST_X({t}.location::geometry) AS location_lon,
-    {t}.location_recorded_at, {t}.speed_mps, e.distance_m,
+    {{t}}.on_duty, ST_Y({{t}}.location::geometry) AS location_lat, ST_X({{t}}.location::geometry) AS location_lon,
+    {{t}}.location_recorded_at, {{t}}.speed_mps, e.distance_m,
     cr.credential_kinds, cr.credential_statuses, cr.credential_expiries
 """
 
@@ -292,17 +295,6 @@ def engagement_policy(mode: str | None, limits: dict[str, float | None]) -> Enga
     return EngagementPolicy(limits=set_limits, block=mode == "block") if mode and set_limits else None
 
 
-_COUNTERS = (
-    "offers_answered",
-    "offers_accepted",
-    "assignments",
-    "backouts",
-    "check_ins",
-    "on_time_check_ins",
-    "completions",
-)
-
-
 def snapshots(rows: Sequence, *, explained: bool = False) -> list[MemberSnapshot]:
     """The members in a query's rows; `explained`: WHOLE_POOL rows, which also say what makes a member busy
     or already offered (a walk has filtered those out already).
@@ -330,7 +322,7 @@ def snapshots(rows: Sequence, *, explained: bool = False) -> list[MemberSnapshot
         )
     )
     rating_count, rating_sum = at["rating_count"], at["rating_sum"]
-    counters = [(name, at[name]) for name in _COUNTERS]
+    counters = [(name, at[name]) for name in COUNTERS]
     kinds, statuses, expiries = at["credential_kinds"], at["credential_statuses"], at["credential_expiries"]
     busy, offered = (at["busy_windows"], at["already_offered"]) if explained else (None, None)
     out = []

@@ -29,7 +29,17 @@ from backend.jobs.schemas import (
 )
 from backend.pagination import decode_cursor, encode_cursor
 from backend.schemas import LatLon, Page
-from matching import JobSpec, MatchResult, MatchSettings, WaveSpec, evaluate, is_asap, over_limits, retrieval
+from matching import (
+    JobSpec,
+    MatchResult,
+    MatchSettings,
+    MemberSnapshot,
+    WaveSpec,
+    evaluate,
+    is_asap,
+    over_limits,
+    retrieval,
+)
 
 MATCH_SETTINGS = MatchSettings()
 # The KNN walk grows ×8 while it finds too few eligible members inside the radius. When that happens
@@ -128,15 +138,19 @@ async def match(
     job = msgspec.structs.replace(job, required_credentials=required, policy=policy)
     members = retrieval.snapshots(rows, explained=explain)
     if job.policy is not None:
-        figures = await engagement.with_job(
-            org_id,
-            [m.technician_id for m in members],
-            job_start=job.window_start,
-            job_hours=row.Job.estimated_hours,
-            now=now,
-            session=session,
-        )
-        members = [msgspec.structs.replace(m, engagement=figures[m.technician_id]) for m in members]
+
+        async def engaged(found: list[MemberSnapshot]) -> list[MemberSnapshot]:
+            figures = await engagement.with_job(
+                org_id,
+                [m.technician_id for m in found],
+                job_start=job.window_start,
+                job_hours=row.Job.estimated_hours,
+                now=now,
+                session=session,
+            )
+            return [msgspec.structs.replace(m, engagement=figures[m.technician_id]) for m in found]
+
+        members = await engaged(members)
         walked = pool_size
         while job.policy.block and not explain and len(rows) >= walked:
             blocked = sum(1 for m in members if over_limits(m.engagement, job.policy))
@@ -145,18 +159,8 @@ async def match(
             walked = pool_size + blocked
             rows = await _walk({**params, "pool_size": walked}, walked, wave, asap, skilled_direct, session)
             known = {m.technician_id: m for m in members}
-            new = retrieval.snapshots([r for r in rows if r.technician_id not in known])
-            figures = await engagement.with_job(
-                org_id,
-                [m.technician_id for m in new],
-                job_start=job.window_start,
-                job_hours=row.Job.estimated_hours,
-                now=now,
-                session=session,
-            )
-            known.update(
-                (m.technician_id, msgspec.structs.replace(m, engagement=figures[m.technician_id])) for m in new
-            )
+            new = await engaged(retrieval.snapshots([r for r in rows if r.technician_id not in known]))
+            known.update((m.technician_id, m) for m in new)
             members = [known[r.technician_id] for r in rows]
     distances = {r.technician_id: r.distance_m for r in rows if r.distance_m is not None}
     return evaluate(job, wave, members, now, settings=settings, limit=limit, explain=explain, distances=distances)

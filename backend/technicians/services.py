@@ -16,17 +16,9 @@ from backend.pagination import decode_cursor, encode_cursor
 from backend.ratings.services import shown_rating
 from backend.schemas import LatLon, Page, Position
 from backend.technicians.schemas import TechnicianCreate, TechnicianOut, TechnicianUpdate
-from matching.curation import reliability
+from matching.curation import COUNTERS, reliability
 
-RELIABILITY_COUNTERS = (
-    PoolMembership.offers_answered,
-    PoolMembership.offers_accepted,
-    PoolMembership.assignments,
-    PoolMembership.backouts,
-    PoolMembership.check_ins,
-    PoolMembership.on_time_check_ins,
-    PoolMembership.completions,
-)
+RELIABILITY_COUNTERS = tuple(getattr(PoolMembership, counter) for counter in COUNTERS)
 
 
 class AlreadyInPool(Exception):

@@ -22,7 +22,7 @@ from sqlalchemy.pool import NullPool
 from backend.db.engine import CONNECTION_OPTIONS
 from backend.jobs import services
 from matching import EngagementPolicy, JobSpec, MatchSettings, MemberSnapshot, WaveSpec, evaluate, retrieval
-from matching.curation import bayesian_rating, reliability
+from matching.curation import COUNTERS, bayesian_rating, reliability
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 CENTRE = (48.8566, 2.3522)
@@ -98,15 +98,6 @@ policy_strategy = st.fixed_dictionaries(
         "max_tenure_months": st.sampled_from([None, 1, 3]),
         "mode": st.sampled_from(["warn", "block", "block"]),
     }
-)
-COUNTERS = (
-    "offers_answered",
-    "offers_accepted",
-    "assignments",
-    "backouts",
-    "check_ins",
-    "on_time_check_ins",
-    "completions",
 )
 JOB_HOURS = 2.0
 
