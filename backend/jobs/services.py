@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import uuid
 from datetime import datetime, timedelta
 from typing import NamedTuple
@@ -42,9 +43,10 @@ from matching import (
 )
 
 MATCH_SETTINGS = MatchSettings()
-# The KNN walk grows ×8 while it finds too few eligible members inside the radius. When that happens
-# and fewer than SKILLED_DIRECT members have the job's skills, they are all measured instead (exact, and
-# cheap for rare skills: a search that finds nobody stays short). Past MAX_WALK positions a search gives
+# The KNN walk starts at 4 positions per member wanted and grows (2 to 8 times, by the share of eligible
+# members it found) while it finds too few inside the radius. After two walks, when fewer than
+# SKILLED_DIRECT members have the job's skills, they are all measured instead (exact, and cheap for rare
+# skills: a search that finds nobody stays short). Past MAX_WALK positions a search gives
 # what it found: only a pool where many members have the skills but nearly all are busy gets there.
 SKILLED_DIRECT = 5000
 MAX_WALK = 32768
@@ -168,7 +170,7 @@ async def match(
 
 async def _walk(params: dict, pool_size: int, wave: WaveSpec, asap: bool, skilled_direct: int, session: AsyncSession):
     """The `pool_size` nearest eligible members (before engagement limits), walking further while needed."""
-    k = min(pool_size * 5, MAX_WALK)
+    k = min(pool_size * 4, MAX_WALK)
     walks = 0
     # Core, not the ORM session's execute: these are plain rows, and the walk is on the hot path of dispatch.
     connection = await session.connection()
@@ -184,8 +186,14 @@ async def _walk(params: dict, pool_size: int, wave: WaveSpec, asap: bool, skille
             if skilled < skilled_direct:
                 rows = (await connection.execute(retrieval.SKILLED_NEAREST, {**params, "asap": asap})).all()
                 break
-        k = min(k * 8, MAX_WALK)
+        k = min(k * _growth(rows, pool_size), MAX_WALK)
     return [r for r in rows if r.technician_id is not None]
+
+
+def _growth(rows, pool_size: int) -> int:
+    """How much longer the next walk is: by what the last one found, with room to spare (2 to 8 times)."""
+    found = sum(1 for r in rows if r.technician_id is not None)
+    return 8 if found == 0 else min(8, max(2, math.ceil(1.5 * pool_size / found)))
 
 
 def _summary(row) -> dict:
