@@ -44,7 +44,14 @@ async def test_the_demo_explains_every_kind_of_reason(
     body = response.json()
     assert body["items"], "some demo technicians are in good standing"
     kinds = {reason.split(":")[0] for e in body["excluded"] for reason in e["reasons"]}
-    assert {"credential_missing", "credential_not_valid", "credential_expired", "engagement_limit"} <= kinds
+    assert {
+        "missing_skill",
+        "out_of_radius",
+        "credential_missing",
+        "credential_not_valid",
+        "credential_expired",
+        "engagement_limit",
+    } <= kinds
     limits = {reason for e in body["excluded"] for reason in e["reasons"] if reason.startswith("engagement_limit:")}
     assert limits == {
         "engagement_limit:hours_per_week",
