@@ -16,10 +16,8 @@ from matching.candidates import (
     eta_seconds,
     evaluate,
     exclusion_reasons,
-    has_fresh_location,
     haversine_m,
     is_asap,
-    origin,
     over_limits,
     score,
 )
@@ -40,10 +38,8 @@ __all__ = [
     "eta_seconds",
     "evaluate",
     "exclusion_reasons",
-    "has_fresh_location",
     "haversine_m",
     "is_asap",
-    "origin",
     "over_limits",
     "score",
 ]

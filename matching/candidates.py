@@ -179,6 +179,7 @@ class Candidate(msgspec.Struct, frozen=True, kw_only=True):
 class Excluded(msgspec.Struct, frozen=True, kw_only=True):
     technician_id: uuid.UUID
     reasons: list[str]
+    over_limits: list[OverLimit] = msgspec.field(default_factory=list)  # with a policy, in either mode
 
 
 class Withheld(msgspec.Struct, frozen=True, kw_only=True):
@@ -210,17 +211,6 @@ def is_asap(job: JobSpec, now: datetime, settings: MatchSettings = DEFAULT_SETTI
     return job.window_start - now < timedelta(seconds=settings.asap_horizon_s)
 
 
-def has_fresh_location(member: MemberSnapshot, now: datetime, settings: MatchSettings = DEFAULT_SETTINGS) -> bool:
-    return _has_fresh_location(member, now - timedelta(seconds=settings.fresh_location_s))
-
-
-def origin(
-    member: MemberSnapshot, job: JobSpec, now: datetime, settings: MatchSettings = DEFAULT_SETTINGS
-) -> tuple[float, float] | None:
-    """Where the member's distance to the job is measured from; None when it cannot be known."""
-    return _origin(member, is_asap(job, now, settings), now - timedelta(seconds=settings.fresh_location_s))
-
-
 def exclusion_reasons(
     member: MemberSnapshot,
     job: JobSpec,
@@ -231,11 +221,11 @@ def exclusion_reasons(
 ) -> list[str]:
     """Every reason the member may not be offered the job, in the documented order; [] when eligible.
 
-    `distance_m` is measured from `origin(...)`; None (no usable position) skips the radius check.
+    `distance_m` is measured from the member's live position (ASAP) or home; None (no usable position)
+    skips the radius check.
     """
-    return _exclusion_reasons(
-        member, job, wave, is_asap(job, now, settings), has_fresh_location(member, now, settings), distance_m
-    )
+    fresh = _has_fresh_location(member, now - timedelta(seconds=settings.fresh_location_s))
+    return _exclusion_reasons(member, job, wave, is_asap(job, now, settings), fresh, distance_m)
 
 
 # `evaluate` runs the rules below once per pool member: they take what is the same for the whole pool
@@ -348,7 +338,7 @@ def evaluate(
 ) -> MatchResult:
     """The job's ranked candidates under `wave` (see the module docstring for the rules).
 
-    `distances` (technician id -> metres from `origin`) overrides the haversine distance, so the database
+    `distances` (technician id -> metres from where the distance is measured) overrides the haversine distance, so the database
     layer can use PostGIS's own figures; it is ignored for members without a usable position.
     """
     if limit < 0:
@@ -369,7 +359,8 @@ def evaluate(
         reasons = _exclusion_reasons(member, job, wave, asap, position is not None, distance)
         if reasons:
             if explain:
-                excluded.append(Excluded(technician_id=member.technician_id, reasons=reasons))
+                over = over_limits(member.engagement, job.policy) if job.policy is not None else []
+                excluded.append(Excluded(technician_id=member.technician_id, reasons=reasons, over_limits=over))
             if all(reason.startswith("engagement_limit:") for reason in reasons):
                 limited.append((distance, member.technician_id, member))  # type: ignore[arg-type]
         else:
@@ -380,14 +371,13 @@ def evaluate(
     for distance, technician_id, member in pool:
         eta_s = eta_seconds(distance, member.speed_mps if asap else None, settings)
         member_score, components = score(member, eta_s, settings)
-        ranked.append((member_score, distance, technician_id, eta_s, components))
+        ranked.append((member_score, distance, technician_id, eta_s, components, member))
     ranked.sort(key=lambda entry: (-entry[0], entry[1], entry[2]))
-    pool_members = {technician_id: member for _, technician_id, member in pool}
 
     warn = job.policy is not None and not job.policy.block
     candidates = []
-    for rank, (member_score, distance, technician_id, eta_s, components) in enumerate(ranked[:limit], start=1):
-        over = over_limits(pool_members[technician_id].engagement, job.policy) if warn else []  # type: ignore[arg-type]
+    for rank, (member_score, distance, technician_id, eta_s, components, member) in enumerate(ranked[:limit], start=1):
+        over = over_limits(member.engagement, job.policy) if warn else []  # type: ignore[arg-type]
         candidates.append(
             Candidate(
                 technician_id=technician_id,

@@ -223,7 +223,8 @@ FROM eligible e JOIN technicians t ON t.id = e.technician_id CROSS JOIN rules
 """
 )
 
-# `explain`: every member of the pool, with what makes them busy or already offered and their credentials.
+# `explain`: every member of the pool (or only the one a dispatcher names), with what makes them busy or
+# already offered and their credentials.
 WHOLE_POOL = _statement(
     f"""
 WITH {_RULES}
@@ -242,7 +243,7 @@ SELECT {_RULES_COLUMNS}, m.technician_id, m.tier, m.active, m.skills, m.service_
     cr.credential_kinds, cr.credential_statuses, cr.credential_expiries
 FROM pool_memberships m JOIN technicians t ON t.id = m.technician_id CROSS JOIN rules
 {_CREDENTIALS_OF.format(who="m.technician_id")}
-WHERE m.org_id = :org_id
+WHERE m.org_id = :org_id AND (CAST(:only AS uuid) IS NULL OR m.technician_id = CAST(:only AS uuid))
 """
 )
 
@@ -283,16 +284,13 @@ def needs_wider_walk(rows: Sequence, *, k: int, pool_size: int, radius_km: float
 
 
 def rules_of(row) -> tuple[frozenset[str], EngagementPolicy | None]:
-    """The job's required credential kinds and the organisation's engagement policy, from any returned row."""
-    return frozenset(row.required_credentials), engagement_policy(
-        row.policy_mode, {column: getattr(row, column) for column in POLICY_LIMITS}
-    )
-
-
-def engagement_policy(mode: str | None, limits: dict[str, float | None]) -> EngagementPolicy | None:
-    """The policy the pure core applies, from its stored columns; None when no limit is set."""
-    set_limits = {POLICY_LIMITS[column]: float(value) for column, value in limits.items() if value is not None}
-    return EngagementPolicy(limits=set_limits, block=mode == "block") if mode and set_limits else None
+    """The job's required credential kinds and the organisation's engagement policy (None when it sets no
+    limit), from any returned row."""
+    limits = {
+        kind: float(value) for column, kind in POLICY_LIMITS.items() if (value := getattr(row, column)) is not None
+    }
+    policy = EngagementPolicy(limits=limits, block=row.policy_mode == "block") if row.policy_mode and limits else None
+    return frozenset(row.required_credentials), policy
 
 
 def snapshots(rows: Sequence, *, explained: bool = False) -> list[MemberSnapshot]:

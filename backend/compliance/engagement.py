@@ -35,9 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.compliance.schemas import EngagementPolicyIn, EngagementPolicyOut
 from backend.db.models import ComplianceAlert, EngagementPolicy
-from matching import EngagementPolicy as PolicySpec
-from matching import MatchResult, OverLimit, over_limits, retrieval
-from matching.retrieval import POLICY_LIMITS
+from matching import MatchResult, OverLimit
 
 _FIGURES = text(
     """
@@ -164,30 +162,10 @@ async def with_job(
     }
 
 
-def policy_spec(policy: EngagementPolicy | None) -> PolicySpec | None:
-    """The limits the matching core applies; None when the organisation has set none."""
-    if policy is None:
-        return None
-    return retrieval.engagement_policy(policy.mode, {column: getattr(policy, column) for column in POLICY_LIMITS})
-
-
 def passed_limits(result: MatchResult) -> list[tuple[uuid.UUID, OverLimit]]:
     """The limits passed by those a wave offers the job to (warn) or leaves out because of them (block)."""
     over = [(c.technician_id, o) for c in result.candidates for o in c.over_limits]
     return over + [(w.technician_id, o) for w in result.withheld for o in w.over_limits]
-
-
-async def technician_passes(
-    org_id: uuid.UUID, technician_id: uuid.UUID, job, *, now: datetime, session: AsyncSession
-) -> list[OverLimit]:
-    """The limits one technician would pass with `job` (a Job row): for a dispatcher's direct assignment."""
-    policy = policy_spec(await session.get(EngagementPolicy, org_id))
-    if policy is None:
-        return []
-    figures = await with_job(
-        org_id, [technician_id], job_start=job.window_start, job_hours=job.estimated_hours, now=now, session=session
-    )
-    return over_limits(figures[technician_id], policy)
 
 
 async def raise_alerts(
@@ -246,15 +224,10 @@ async def put_policy(
 ) -> EngagementPolicyOut:
     """Replace the organisation's policy; it applies from the next offer on."""
     values = {**msgspec.structs.asdict(data), "updated_at": now}
-    row = (
-        await session.scalars(
-            insert(EngagementPolicy)
-            .values(org_id=org_id, **values)
-            .on_conflict_do_update(index_elements=["org_id"], set_=values)
-            .returning(EngagementPolicy)
-            .execution_options(populate_existing=True)
-        )
-    ).one()
-    out = _policy_out(row)
+    await session.execute(
+        insert(EngagementPolicy)
+        .values(org_id=org_id, **values)
+        .on_conflict_do_update(index_elements=["org_id"], set_=values)
+    )
     await session.commit()
-    return out
+    return EngagementPolicyOut(**msgspec.structs.asdict(data))

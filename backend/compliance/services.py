@@ -11,9 +11,10 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.compliance.schemas import AlertOut, CredentialOut, CredentialPut, Requirements, is_credential_kind
-from backend.db.models import ComplianceAlert, Credential, OrgRequirements, PoolMembership
+from backend.db.models import ComplianceAlert, Credential, OrgRequirements
 from backend.pagination import decode_cursor, encode_cursor
 from backend.schemas import Page
+from backend.technicians.services import in_pool
 
 EXPIRING_WITHIN = timedelta(days=30)
 
@@ -25,10 +26,6 @@ class UnknownKind(ValueError):
         super().__init__(key, kind)
         self.key = key
         self.kind = kind
-
-
-async def in_pool(org_id: uuid.UUID, technician_id: uuid.UUID, *, session: AsyncSession) -> bool:
-    return await session.get(PoolMembership, (org_id, technician_id)) is not None
 
 
 def _credential_out(row: Credential) -> CredentialOut:

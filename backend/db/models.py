@@ -44,10 +44,6 @@ def Point() -> Geography:
     return Geography(geometry_type="POINT", srid=4326, spatial_index=False)
 
 
-TIERS = ("preferred", "approved")
-PLATFORMS = ("android", "ios")
-
-
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
 
@@ -139,7 +135,7 @@ class PoolMembership(Base):
     # pool view and matching read the Bayesian rating with the member row.
     rating_count: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"))
     rating_sum: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"))
-    # Reliability, counted as it happens (see matching.reliability): offers that ended by an answer or by
+    # Reliability, counted as it happens (see matching.curation): offers that ended by an answer or by
     # expiring, and of those the accepted ones; assignments, back-outs, check-ins (on time: by the window's
     # end) and completions. Not indexed, so that bumping them is a HOT update.
     offers_answered: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"))
@@ -183,11 +179,6 @@ class Device(Base):
     platform: Mapped[str] = mapped_column(Text, nullable=False)
     created_at: Mapped[datetime] = _now_column()
     updated_at: Mapped[datetime] = _now_column()
-
-
-JOB_STATUSES = ("open", "offering", "assigned", "en_route", "on_site", "completed", "cancelled", "unfilled")
-ACTIVE_JOB_STATUSES = ("assigned", "en_route", "on_site")
-OFFER_STATUSES = ("pending", "accepted", "declined", "expired", "withdrawn")
 
 
 class Job(Base):
@@ -291,10 +282,6 @@ class IdempotentRequest(Base):
     created_at: Mapped[datetime] = _now_column()
 
 
-CREDENTIAL_STATUSES = ("valid", "pending", "failed")
-ALERT_KINDS = ("hours_per_week", "consecutive_weeks", "tenure", "credential_expiring", "credential_expired")
-
-
 class Credential(Base):
     """What one organisation verified about one of its technicians (another organisation never sees it)."""
 
@@ -384,9 +371,6 @@ class ComplianceAlert(Base):
     job_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"))
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     dedupe_key: Mapped[str] = mapped_column(Text, nullable=False)
-
-
-RATING_SIDES = ("org", "technician")
 
 
 class JobRating(Base):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import secrets
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import msgspec
 import procrastinate
@@ -26,6 +26,7 @@ from backend.db.models import Job, JobEvent, Offer, PoolMembership
 from backend.jobs import services
 from backend.jobs.schemas import JobCreate, Wave
 from backend.queue import defer
+from backend.technicians.services import normalize_skills
 from matching import WaveSpec
 
 DISPATCHABLE = ("open", "unfilled")
@@ -39,6 +40,25 @@ class Conflict(Exception):
         super().__init__(detail)
         self.detail = detail
         self.extra = extra
+
+
+def require(job: Job, allowed: tuple[str, ...], action: str) -> None:
+    """409 unless the job is in one of the `allowed` states."""
+    if job.status not in allowed:
+        raise Conflict(f"a job that is {job.status} cannot be {action}", status=job.status)
+
+
+def _require_open(offer: Offer, now: datetime) -> None:
+    if offer.status != "pending" or offer.expires_at <= now:
+        raise Conflict(f"this offer is {'expired' if offer.status == 'pending' else offer.status}", status=offer.status)
+
+
+async def assigned_job(job_id: uuid.UUID, technician_id: uuid.UUID, session: AsyncSession):
+    """The job, locked, if `technician_id` is assigned to it; anyone else is told there is no such job."""
+    row = await services.load_any(job_id, session=session, lock=True)
+    if row is None or row.Job.technician_id != technician_id:
+        raise LookupError(job_id)
+    return row
 
 
 def _event(session: AsyncSession, job_id: uuid.UUID, type_: str, now: datetime, **data) -> None:
@@ -65,7 +85,7 @@ async def post_job(
         title=data.title.strip(),
         description=data.description,
         external_ref=data.external_ref,
-        skills=sorted({s.strip().lower() for s in data.skills}),
+        skills=normalize_skills(data.skills),
         location=point(data.location.lat, data.location.lon),
         address=data.address,
         window_start=data.window.start,
@@ -94,8 +114,7 @@ async def dispatch(
     org_id: uuid.UUID, job_id: uuid.UUID, *, session: AsyncSession, queue: procrastinate.App, now: datetime
 ) -> None:
     row = await _locked(org_id, job_id, session)
-    if row.Job.status not in DISPATCHABLE:
-        raise Conflict(f"a job that is {row.Job.status} cannot be dispatched", status=row.Job.status)
+    require(row.Job, DISPATCHABLE, "dispatched")
     if row.Job.status == "unfilled":
         row.Job.current_wave = 0  # a restart walks the waves again; earlier offerees stay excluded
     _event(session, job_id, "dispatch_started", now)
@@ -204,7 +223,7 @@ async def _tell_offers_gone(job_id: uuid.UUID, offers, *, session: AsyncSession,
 
 async def accept(
     offer_id: uuid.UUID, technician_id: uuid.UUID, *, session: AsyncSession, queue: procrastinate.App, now: datetime
-) -> tuple[uuid.UUID, uuid.UUID]:
+) -> uuid.UUID:
     """Exactly one accept per job wins: the job row moves from `offering` to `assigned` once.
 
     Like every flow here it locks the job row before touching its offers, so that accepts, declines and
@@ -217,10 +236,9 @@ async def accept(
         raise LookupError(offer_id)
     job = await session.scalar(select(Job).where(Job.id == job_id).with_for_update())
     offer = await session.scalar(select(Offer).where(Offer.id == offer_id).execution_options(populate_existing=True))
-    if offer.status == "pending" and offer.expires_at > now and job.status != "offering":
+    _require_open(offer, now)
+    if job.status != "offering":
         raise Conflict("this job has already been taken", status="taken")
-    if offer.status != "pending" or offer.expires_at <= now:
-        raise Conflict(f"this offer is {'expired' if offer.status == 'pending' else offer.status}", status=offer.status)
     job.status = "assigned"
     job.technician_id = technician_id
     job.updated_at = now
@@ -233,7 +251,7 @@ async def accept(
     _event(session, offer.job_id, "assigned", now, technician_id=str(technician_id), by="offer")
     await _withdraw_pending(offer.job_id, session=session, queue=queue, now=now)
     await session.commit()
-    return org_id, offer.job_id
+    return offer.job_id
 
 
 async def decline(
@@ -250,26 +268,29 @@ async def decline(
         raise LookupError(offer_id)
     job_row = await services.load_any(offer.job_id, session=session, lock=True)
     await session.refresh(offer)
-    if offer.status != "pending" or offer.expires_at <= now:
-        raise Conflict(f"this offer is {'expired' if offer.status == 'pending' else offer.status}", status=offer.status)
+    _require_open(offer, now)
     offer.status = "declined"
     offer.responded_at = now
     offer.reason = reason
     await _tally(session, job_row.Job.org_id, [technician_id], "offers_answered")
     _event(session, offer.job_id, "declined", now, technician_id=str(technician_id), wave=offer.wave, reason=reason)
     await session.flush()
-    job: Job = job_row.Job
-    if job.status == "offering" and offer.wave == job.current_wave and not await _pending_in_wave(job, session):
-        await _next_wave(job.org_id, job_row, session=session, queue=queue, now=now)
+    await _next_wave_if_done(job_row, offer.wave, session=session, queue=queue, now=now)
     await session.commit()
 
 
-async def _pending_in_wave(job: Job, session: AsyncSession) -> int:
-    return await session.scalar(
+async def _next_wave_if_done(row, wave: int, *, session: AsyncSession, queue: procrastinate.App, now: datetime) -> None:
+    """When the job's current wave is `wave` and none of its offers is pending any more, the next one starts."""
+    job: Job = row.Job
+    if job.status != "offering" or job.current_wave != wave:
+        return
+    pending = await session.scalar(
         select(func.count())
         .select_from(Offer)
-        .where(Offer.job_id == job.id, Offer.wave == job.current_wave, Offer.status == "pending")
+        .where(Offer.job_id == job.id, Offer.wave == wave, Offer.status == "pending")
     )
+    if not pending:
+        await _next_wave(job.org_id, row, session=session, queue=queue, now=now)
 
 
 async def close_wave(
@@ -293,8 +314,7 @@ async def close_wave(
         await _tally(session, job.org_id, [o.technician_id for o in expired], "offers_answered")
         _event(session, job_id, "offers_expired", now, wave=wave, offers=len(expired))
         await _tell_offers_gone(job_id, expired, session=session, queue=queue)
-    if job.status == "offering" and job.current_wave == wave and not await _pending_in_wave(job, session):
-        await _next_wave(job.org_id, row, session=session, queue=queue, now=now)
+    await _next_wave_if_done(row, wave, session=session, queue=queue, now=now)
     await session.commit()
 
 
@@ -309,8 +329,7 @@ async def cancel(
 ) -> None:
     row = await _locked(org_id, job_id, session)
     job: Job = row.Job
-    if job.status not in CANCELLABLE:
-        raise Conflict(f"a job that is {job.status} cannot be cancelled", status=job.status)
+    require(job, CANCELLABLE, "cancelled")
     job.status = "cancelled"
     job.cancelled_at = now
     job.updated_at = now
@@ -331,21 +350,19 @@ async def assign(
     """A dispatcher's direct assignment, refused with the reasons when the technician is not eligible."""
     row = await _locked(org_id, job_id, session)
     job: Job = row.Job
-    if job.status not in ("open", "offering", "unfilled"):
-        raise Conflict(f"a job that is {job.status} cannot be assigned", status=job.status)
+    require(job, ("open", "offering", "unfilled"), "assigned")
     # Any tier, as far as the technician's own service radius reaches; having been offered the job before
     # does not stand in a dispatcher's way.
     wave = WaveSpec(tiers=frozenset({"preferred", "approved"}), radius_km=500)
-    result = await services.match(org_id, row, wave, now, limit=1, explain=True, session=session)
-    reasons = next((e.reasons for e in result.excluded if e.technician_id == technician_id), None)
-    if reasons is not None:
-        reasons = [r for r in reasons if r != "already_offered"]
-    elif all(c.technician_id != technician_id for c in result.candidates) and not await services.in_pool(
-        org_id, technician_id, session=session
-    ):
-        raise LookupError(technician_id)
+    result = await services.match(org_id, row, wave, now, limit=1, explain=True, only=technician_id, session=session)
+    if result.candidates:
+        reasons, passed = [], result.candidates[0].over_limits
+    elif result.excluded:
+        reasons = [r for r in result.excluded[0].reasons if r != "already_offered"]
+        passed = result.excluded[0].over_limits
+    else:
+        raise LookupError(technician_id)  # not in this organisation's pool
     # The guardrails hold for a dispatcher too: the alert is kept even when the assignment is refused.
-    passed = await engagement.technician_passes(org_id, technician_id, job, now=now, session=session)
     await engagement.raise_alerts(org_id, job_id, [(technician_id, o) for o in passed], now=now, session=session)
     if reasons:
         await session.commit()
@@ -403,12 +420,9 @@ async def back_out(
     now: datetime,
 ) -> None:
     """The assigned technician gives the job back: dispatch resumes with the next wave by itself."""
-    row = await services.load_any(job_id, session=session, lock=True)
-    if row is None or row.Job.technician_id != technician_id:
-        raise LookupError(job_id)
+    row = await assigned_job(job_id, technician_id, session)
     job: Job = row.Job
-    if job.status not in ("assigned", "en_route"):
-        raise Conflict(f"a job that is {job.status} cannot be backed out of", status=job.status)
+    require(job, ("assigned", "en_route"), "backed out of")
     job.status = "offering"
     job.technician_id = None
     job.updated_at = now
@@ -416,7 +430,3 @@ async def back_out(
     await _tally(session, job.org_id, [technician_id], "backouts")
     await _next_wave(job.org_id, row, session=session, queue=queue, now=now)
     await session.commit()
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.compliance import engagement
 from backend.db.geo import lat_of, lon_of
-from backend.db.models import Job, JobEvent, Offer, PoolMembership, Technician
+from backend.db.models import Job, JobEvent, Offer, Technician
 from backend.jobs.schemas import (
     Customer,
     Dispatch,
@@ -80,10 +80,6 @@ async def load_any(job_id: uuid.UUID, *, session: AsyncSession, lock: bool = Fal
     return (await session.execute(query)).first()
 
 
-async def in_pool(org_id: uuid.UUID, technician_id: uuid.UUID, *, session: AsyncSession) -> bool:
-    return await session.get(PoolMembership, (org_id, technician_id)) is not None
-
-
 def spec(row) -> JobSpec:
     job = row.Job
     return JobSpec(
@@ -114,6 +110,7 @@ async def match(
     explain: bool = False,
     pool_size: int | None = None,
     skilled_direct: int = SKILLED_DIRECT,
+    only: uuid.UUID | None = None,
     session: AsyncSession,
 ) -> MatchResult:
     """Ranked candidates for a job under a wave: a bounded KNN walk, then the pure core.
@@ -130,7 +127,8 @@ async def match(
     fresh_since = now - timedelta(seconds=settings.fresh_location_s)
     params = retrieval.query_params(org_id, job, wave, fresh_since=fresh_since, pool_size=pool_size, k=0)
     if explain:
-        rows = (await (await session.connection()).execute(retrieval.WHOLE_POOL, {**params, "asap": asap})).all()
+        pool = {**params, "asap": asap, "only": only}
+        rows = (await (await session.connection()).execute(retrieval.WHOLE_POOL, pool)).all()
     else:
         rows = await _walk(params, pool_size, wave, asap, skilled_direct, session)
     if not rows:

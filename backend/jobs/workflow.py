@@ -16,8 +16,7 @@ import msgspec
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.db.models import Job
-from backend.jobs import services
-from backend.jobs.flows import Conflict, _event, _tally
+from backend.jobs.flows import _event, _tally, assigned_job, require
 from backend.jobs.schemas import TechnicianJob
 from backend.schemas import Latitude, Longitude
 from backend.tracking.eta import Point, great_circle_m
@@ -54,22 +53,10 @@ def geofence(site: Point, reported: Point, accuracy_m: float) -> tuple[Geofence,
     return ("verified" if distance <= radius else "outside"), distance, radius
 
 
-async def _assigned_job(job_id: uuid.UUID, technician_id: uuid.UUID, session: AsyncSession):
-    row = await services.load_any(job_id, session=session, lock=True)
-    if row is None or row.Job.technician_id != technician_id:
-        raise LookupError(job_id)
-    return row
-
-
-def _require(job: Job, allowed: tuple[str, ...], action: str) -> None:
-    if job.status not in allowed:
-        raise Conflict(f"a job that is {job.status} cannot be {action}", status=job.status)
-
-
 async def en_route(job_id: uuid.UUID, technician_id: uuid.UUID, *, session: AsyncSession, now: datetime) -> None:
-    row = await _assigned_job(job_id, technician_id, session)
+    row = await assigned_job(job_id, technician_id, session)
     job: Job = row.Job
-    _require(job, ("assigned",), "set en route")
+    require(job, ("assigned",), "set en route")
     job.status = "en_route"
     job.updated_at = now
     _event(session, job_id, "en_route", now, technician_id=str(technician_id))
@@ -86,9 +73,9 @@ async def check_in(
 ) -> tuple[Geofence, float, float]:
     """Arrive on site. A position outside the geofence is recorded and flagged, never refused: GPS in
     a basement or a large site's far gate should not keep a technician from working."""
-    row = await _assigned_job(job_id, technician_id, session)
+    row = await assigned_job(job_id, technician_id, session)
     job: Job = row.Job
-    _require(job, ("assigned", "en_route"), "checked in to")
+    require(job, ("assigned", "en_route"), "checked in to")
     verdict, distance, radius = geofence(Point(row.lat, row.lon), Point(data.lat, data.lon), data.accuracy_m)
     job.status = "on_site"
     job.checked_in_at = now
@@ -127,9 +114,9 @@ async def check_in(
 async def complete(
     job_id: uuid.UUID, technician_id: uuid.UUID, notes: str | None, *, session: AsyncSession, now: datetime
 ) -> None:
-    row = await _assigned_job(job_id, technician_id, session)
+    row = await assigned_job(job_id, technician_id, session)
     job: Job = row.Job
-    _require(job, ("on_site",), "completed")
+    require(job, ("on_site",), "completed")
     job.status = "completed"
     job.completed_at = now
     job.updated_at = now

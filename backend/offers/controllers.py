@@ -33,7 +33,7 @@ class OfferController(Controller):
     ) -> Response[TechnicianJob]:
         async def action(technician_id, now):
             queue = request.app.state.queue
-            _, job_id = await flows.accept(offer_id, technician_id, session=db_session, queue=queue, now=now)
+            job_id = await flows.accept(offer_id, technician_id, session=db_session, queue=queue, now=now)
             return await services.technician_view(job_id, session=db_session)
 
         return await technician_step(request, db_session, action, not_found=NO_OFFER)

@@ -25,6 +25,10 @@ class AlreadyInPool(Exception):
     pass
 
 
+async def in_pool(org_id: uuid.UUID, technician_id: uuid.UUID, *, session: AsyncSession) -> bool:
+    return await session.get(PoolMembership, (org_id, technician_id)) is not None
+
+
 def normalize_skills(skills: list[str]) -> list[str]:
     return sorted({s.strip().lower() for s in skills})
 

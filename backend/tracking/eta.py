@@ -9,7 +9,6 @@ circle rather than leaving the customer without one.
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import NamedTuple, Protocol
@@ -17,11 +16,9 @@ from typing import NamedTuple, Protocol
 import httpx
 
 from backend.settings import TrackingSettings
+from matching import haversine_m
 
 log = logging.getLogger("truckroll.tracking")
-
-EARTH_RADIUS_M = 6_371_008.8
-"""The mean Earth radius (IUGG): great-circle distances are measured on this sphere."""
 
 
 class Point(NamedTuple):
@@ -41,12 +38,8 @@ class Router(Protocol):
 
 
 def great_circle_m(a: Point, b: Point) -> float:
-    """Haversine distance in metres."""
-    lat1, lat2 = math.radians(a.lat), math.radians(b.lat)
-    dlat = lat2 - lat1
-    dlon = math.radians(b.lon - a.lon)
-    h = math.sin(dlat / 2) ** 2 + math.cos(lat1) * math.cos(lat2) * math.sin(dlon / 2) ** 2
-    return 2 * EARTH_RADIUS_M * math.asin(min(1.0, math.sqrt(h)))
+    """Haversine distance in metres, on the same sphere as matching's."""
+    return haversine_m(a.lat, a.lon, b.lat, b.lon)
 
 
 class GreatCircleRouter:
