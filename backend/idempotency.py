@@ -93,8 +93,8 @@ async def _run(run: Callable[[], Awaitable[tuple[int, bytes]]]) -> tuple[int, by
         return exc.status_code, msgspec.json.encode(body)
 
 
-async def purge_expired(sessionmaker, now: datetime) -> int:
-    async with sessionmaker() as session:
-        result = await session.execute(delete(IdempotentRequest).where(IdempotentRequest.created_at < now - RETENTION))
-        await session.commit()
-        return result.rowcount
+async def purge_expired(now: datetime, *, session: AsyncSession) -> int:
+    """Forget the keys older than RETENTION; returns how many."""
+    result = await session.execute(delete(IdempotentRequest).where(IdempotentRequest.created_at < now - RETENTION))
+    await session.commit()
+    return result.rowcount

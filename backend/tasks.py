@@ -1,5 +1,5 @@
-"""The queue's tasks: a wave's deadline, push delivery, the purge of old ping history, the release of ratings
-and the daily credential alerts. They run in `truckroll worker` (or inside the server process with
+"""The queue's tasks: a wave's deadline, push delivery, the purge of old ping history and of idempotency keys,
+the release of ratings and the daily credential alerts. They run in `truckroll worker` (or inside the server process with
 TRUCKROLL_WORKER=inprocess, as `make run` does)."""
 
 from __future__ import annotations
@@ -58,7 +58,14 @@ def register(app: procrastinate.App) -> None:
         purged = await purge_pings(runtime.sessionmaker, datetime.fromtimestamp(timestamp, UTC), retention)
         if purged:
             log.info("purged %d location pings older than %s", purged, retention)
-        keys = await purge_idempotency_keys(runtime.sessionmaker, datetime.fromtimestamp(timestamp, UTC))
+
+    # Every hour: replies kept for an Idempotency-Key are forgotten after 48 h.
+    @app.periodic(cron="47 * * * *")
+    @app.task(name="purge_idempotency_keys", queue="maintenance", pass_context=True)
+    async def forget_idempotency_keys(context: procrastinate.JobContext, timestamp: int) -> None:
+        runtime: Runtime = context.additional_context["runtime"]
+        async with runtime.sessionmaker() as session:
+            keys = await purge_idempotency_keys(datetime.fromtimestamp(timestamp, UTC), session=session)
         if keys:
             log.info("forgot %d idempotency keys older than %s", keys, IDEMPOTENCY_RETENTION)
 
