@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -89,7 +91,7 @@ def cmd_worker(args: argparse.Namespace) -> None:
 
     from backend.db.engine import make_engine, make_sessionmaker
     from backend.push import make_sender
-    from backend.queue import WORKER_OPTIONS, make_queue
+    from backend.queue import WORKER_OPTIONS, make_queue, run_supervised_worker
     from backend.tasks import Runtime
 
     settings = _settings()
@@ -97,19 +99,25 @@ def cmd_worker(args: argparse.Namespace) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     async def run() -> None:
+        # SIGTERM (a service manager stopping it) ends it as gracefully as Ctrl-C: cancelling lets the
+        # worker finish its jobs in hand.
+        main = asyncio.current_task()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main.cancel)
         engine = make_engine(settings.database)
         sender = make_sender(settings.push, settings.auth.firebase_project_id)
         queue = make_queue(url)
         try:
             async with queue.open_async():
                 runtime = Runtime(sessionmaker=make_sessionmaker(engine), sender=sender, tracking=settings.tracking)
-                await queue.run_worker_async(additional_context={"runtime": runtime}, **WORKER_OPTIONS)
+                # Restarted after a database outage, like the worker inside the server process.
+                await run_supervised_worker(queue, additional_context={"runtime": runtime}, **WORKER_OPTIONS)
         finally:
             await sender.aclose()
             await engine.dispose()
 
     print("truckroll: queue worker running (Ctrl-C to stop)", flush=True)
-    asyncio.run(run())
+    with contextlib.suppress(asyncio.CancelledError, KeyboardInterrupt):
+        asyncio.run(run())
 
 
 def cmd_db(args: argparse.Namespace) -> None:
