@@ -37,7 +37,6 @@ class ServerSettings(msgspec.Struct, frozen=True):
 class AuthSettings(msgspec.Struct, frozen=True):
     admin_token: str
     firebase_project_id: str
-    auth_emulator_host: str | None = None
 
 
 class PushSettings(msgspec.Struct, frozen=True):
@@ -49,13 +48,6 @@ class PushSettings(msgspec.Struct, frozen=True):
 class WorkerSettings(msgspec.Struct, frozen=True):
     mode: Literal["inprocess", "external"] = "inprocess"
     """inprocess: the server also runs the job queue's worker; external: `truckroll worker` does."""
-
-
-class PresenceSettings(msgspec.Struct, frozen=True):
-    """How far from now a ping's `recorded_at` may be (API.md); the batch size (1..100) is in PingBatch."""
-
-    max_ping_age_s: int = 24 * 3600
-    max_ping_future_s: int = 120
 
 
 class TrackingSettings(msgspec.Struct, frozen=True):
@@ -83,7 +75,6 @@ class Settings(msgspec.Struct, frozen=True):
     server: ServerSettings
     auth: AuthSettings
     push: PushSettings
-    presence: PresenceSettings = PresenceSettings()
     worker: WorkerSettings = WorkerSettings()
     tracking: TrackingSettings = TrackingSettings()
 
@@ -165,7 +156,6 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     auth = AuthSettings(
         admin_token=admin_token or DEV_ADMIN_TOKEN,
         firebase_project_id=project_id or "truckroll-dev",
-        auth_emulator_host=emulator,
     )
 
     push_mode = _choice(environ, "TRUCKROLL_PUSH", "fcm" if production else "log", ("log", "fcm"))

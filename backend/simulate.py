@@ -39,7 +39,6 @@ TITLES = {
 FIRST = ["Ana", "Ben", "Chiara", "Deniz", "Emil", "Fatma", "Greta", "Hugo", "Ilse", "Jonas", "Karim", "Lena"]
 LAST = ["Albrecht", "Braun", "Cakir", "Dietz", "Engel", "Fischer", "Graf", "Hahn", "Iversen", "Jansen"]
 KM_PER_DEG_LAT = 111.195
-CLOSED_STATUSES = {"completed", "cancelled", "unfilled"}
 FILLED_STATUSES = {"assigned", "en_route", "on_site", "completed"}
 
 
@@ -69,10 +68,6 @@ class Options:
 
 @dataclass
 class Summary:
-    posted: int = 0
-    filled: int = 0
-    unfilled: int = 0
-    completed: int = 0
     accepted: int = 0
     declined: int = 0
     conflicts: int = 0
@@ -85,6 +80,22 @@ class Summary:
     filled_ids: set[str] = field(default_factory=set)
     unfilled_ids: set[str] = field(default_factory=set)
     completed_ids: set[str] = field(default_factory=set)
+
+    @property
+    def posted(self) -> int:
+        return len(self.job_ids)
+
+    @property
+    def filled(self) -> int:
+        return len(self.filled_ids)
+
+    @property
+    def unfilled(self) -> int:
+        return len(self.unfilled_ids)
+
+    @property
+    def completed(self) -> int:
+        return len(self.completed_ids)
 
     @property
     def median_time_to_fill_s(self) -> float | None:
@@ -175,7 +186,6 @@ class Simulation:
         if job_id in self.summary.filled_ids:
             return
         self.summary.filled_ids.add(job_id)
-        self.summary.filled = len(self.summary.filled_ids)
         posted_at = self.jobs.get(job_id, {}).get("posted_at")
         if posted_at is not None:
             self.summary.fill_times_s.append(time.monotonic() - posted_at)
@@ -219,7 +229,6 @@ class Simulation:
         job = response.json()
         self.jobs[job["id"]] = {"tracking_token": job["tracking_token"], "posted_at": time.monotonic()}
         self.summary.job_ids.append(job["id"])
-        self.summary.posted += 1
 
     async def refresh(self, *, limit: int = 50) -> None:
         """Notice jobs that went unfilled (or were filled by someone outside the simulation)."""
@@ -233,7 +242,6 @@ class Simulation:
             status = response.json()["status"]
             if status == "unfilled":
                 self.summary.unfilled_ids.add(job_id)
-                self.summary.unfilled = len(self.summary.unfilled_ids)
             elif status in FILLED_STATUSES:
                 self.mark_filled(job_id)
 
@@ -509,7 +517,6 @@ class Technician:
         )
         if response is not None and response.status_code == 200:
             sim.summary.completed_ids.add(job_id)
-            sim.summary.completed = len(sim.summary.completed_ids)
         elif response is not None:
             sim.summary.errors += 1
 

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from litestar import Controller, Request, delete, get, post, put
 from litestar.exceptions import ClientException, NotFoundException
 from litestar.params import FromPath, JSONBody
@@ -39,7 +41,7 @@ class MeController(Controller):
     )
     async def post_locations(self, request: Request, data: JSONBody[PingBatch]) -> PingsAccepted:
         state = request.app.state
-        problems = services.stale_pings(data.pings, state.settings.presence)
+        problems = services.stale_pings(data.pings, datetime.now(UTC))
         if problems:
             raise ClientException(
                 f"{problems[0]['key']}: {problems[0]['message']}; the batch was not stored",

@@ -14,14 +14,15 @@ from backend.db.geo import lat_of, lon_of
 from backend.db.models import Device, Organization, PoolMembership, Technician
 from backend.presence.schemas import DeviceOut, Me, Membership, Ping
 from backend.schemas import Position
-from backend.settings import PresenceSettings
+
+# API.md: a batch with a ping older than 24 h or more than 2 min in the future is rejected whole.
+MAX_PING_AGE = timedelta(hours=24)
+MAX_PING_FUTURE = timedelta(minutes=2)
 
 
-def stale_pings(pings: Sequence[Ping], limits: PresenceSettings, now: datetime | None = None) -> list[dict]:
+def stale_pings(pings: Sequence[Ping], now: datetime) -> list[dict]:
     """Problems with the batch's timestamps, one per bad ping; an empty list means the batch is fine."""
-    now = now or datetime.now(UTC)
-    oldest = now - timedelta(seconds=limits.max_ping_age_s)
-    newest = now + timedelta(seconds=limits.max_ping_future_s)
+    oldest, newest = now - MAX_PING_AGE, now + MAX_PING_FUTURE
     problems = []
     for i, ping in enumerate(pings):
         if ping.recorded_at < oldest:
