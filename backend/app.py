@@ -30,6 +30,7 @@ from backend.compliance.controllers import (
     OrgController,
 )
 from backend.db.engine import DbSession, database_url, make_engine, make_sessionmaker
+from backend.errors import validation_error
 from backend.jobs.controllers import JobController, TechnicianJobController
 from backend.offers.controllers import MyWorkController, OfferController
 from backend.orgs.controllers import AdminOrgController
@@ -98,22 +99,10 @@ async def provide_db_session(state: State) -> AsyncIterator[AsyncSession]:
         yield session
 
 
-@get("/healthz", operation_id="health", summary="Liveness and database reachability", tags=["ops"])
+@get("/healthz", operation_id="health", summary="Liveness and database reachability", tags=["ops"], security=[{}])
 async def health(db_session: DbSession) -> dict[str, str]:
     await db_session.execute(text("SELECT 1"))
     return {"status": "ok"}
-
-
-def _validation_error(_: Request, exc: ValidationException) -> Response:
-    """Litestar's shape, with `detail` naming the first bad field rather than only the route."""
-    detail = exc.detail
-    extra = exc.extra
-    if isinstance(extra, list) and extra and isinstance(extra[0], dict) and extra[0].get("message"):
-        detail = f"{extra[0].get('key') or 'body'}: {extra[0]['message']}"
-    body = {"status_code": exc.status_code, "detail": detail}
-    if extra:
-        body["extra"] = extra
-    return Response(body, status_code=exc.status_code, media_type=MediaType.JSON)
 
 
 def _unavailable(_: Request, exc: Exception) -> Response:
@@ -151,7 +140,7 @@ def create_app(
         dependencies={"db_session": Provide(provide_db_session)},
         middleware=[DefineMiddleware(AuthMiddleware, exclude=[f"^{p}" for p in PUBLIC_PATHS])],
         exception_handlers={
-            ValidationException: _validation_error,
+            ValidationException: validation_error,
             ServiceUnavailable: _unavailable,
             sqlalchemy.exc.OperationalError: _unavailable,
             sqlalchemy.exc.InterfaceError: _unavailable,

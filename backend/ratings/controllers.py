@@ -4,12 +4,13 @@ import uuid
 from datetime import UTC, datetime
 
 import msgspec
-from litestar import Controller, MediaType, Request, Response, get, post
+from litestar import Controller, Request, Response, get, post
 from litestar.exceptions import ClientException, NotFoundException, ValidationException
 from litestar.params import FromPath, JSONBody
 
 from backend.auth import OrgCaller, org_or_technician
 from backend.db.engine import DbSession
+from backend.errors import validation_error
 from backend.idempotency import idempotent
 from backend.ratings import services
 from backend.ratings.schemas import COMMENT_MAX_LENGTH, JobRatings, PostedRating, RatingBody, Side
@@ -28,16 +29,10 @@ def _caller(request: Request) -> tuple[Side, uuid.UUID]:
     return ("org", user.org_id) if isinstance(user, OrgCaller) else ("technician", user.technician_id)
 
 
-def _unprocessable(_: Request, exc: ValidationException) -> Response:
+def _unprocessable(request: Request, exc: ValidationException) -> Response:
     """A body that is not a rating (stars outside 1..5 or not a whole number, a comment too long) is 422,
     with `detail` naming the field like every other validation error."""
-    extra = exc.extra if isinstance(exc.extra, list) else []
-    first = extra[0] if extra and isinstance(extra[0], dict) else {}
-    detail = f"{first.get('key') or 'body'}: {first['message']}" if first.get("message") else exc.detail
-    body = {"status_code": 422, "detail": detail}
-    if exc.extra:
-        body["extra"] = exc.extra
-    return Response(body, status_code=422, media_type=MediaType.JSON)
+    return validation_error(request, exc, status_code=422)
 
 
 class RatingController(Controller):

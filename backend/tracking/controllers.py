@@ -76,8 +76,16 @@ class TrackingController(Controller):
         ),
         response_headers=[ResponseHeader(name=k, value=v) for k, v in PRIVATE_HEADERS.items()],
         responses={
-            404: ResponseSpec(TrackingError, description="Unknown link, or closed 24 h after completion/cancellation"),
-            429: ResponseSpec(TrackingError, description="Too many requests from this address; see `Retry-After`"),
+            404: ResponseSpec(
+                TrackingError,
+                generate_examples=False,
+                description="Unknown link, or closed 24 h after completion/cancellation",
+            ),
+            429: ResponseSpec(
+                TrackingError,
+                generate_examples=False,
+                description="Too many requests from this address; see `Retry-After`",
+            ),
         },
     )
     async def track(
@@ -178,9 +186,17 @@ class TrackingPageController(Controller):
         ],
         responses={
             404: ResponseSpec(
-                str, description="Unknown link, or closed 24 h after completion", media_type=MediaType.HTML
+                str,
+                generate_examples=False,
+                description="Unknown link, or closed 24 h after completion",
+                media_type=MediaType.HTML,
             ),
-            429: ResponseSpec(str, description="Too many requests from this address", media_type=MediaType.HTML),
+            429: ResponseSpec(
+                str,
+                generate_examples=False,
+                description="Too many requests from this address",
+                media_type=MediaType.HTML,
+            ),
         },
     )
     async def show(

@@ -1,0 +1,19 @@
+"""Error responses shared by the app and the controllers that answer validation errors their own way."""
+
+from __future__ import annotations
+
+from litestar import MediaType, Request, Response
+from litestar.exceptions import ValidationException
+
+
+def validation_error(_: Request, exc: ValidationException, *, status_code: int | None = None) -> Response:
+    """Litestar's shape, with `detail` naming the first bad field rather than only the route."""
+    status = status_code or exc.status_code
+    detail = exc.detail
+    extra = exc.extra
+    if isinstance(extra, list) and extra and isinstance(extra[0], dict) and extra[0].get("message"):
+        detail = f"{extra[0].get('key') or 'body'}: {extra[0]['message']}"
+    body = {"status_code": status, "detail": detail}
+    if extra:
+        body["extra"] = extra
+    return Response(body, status_code=status, media_type=MediaType.JSON)
