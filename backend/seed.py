@@ -208,19 +208,21 @@ async def seed_demo(settings: Settings, *, known_key: str | None) -> str:
                 _, key = await orgs.issue_api_key(org_id, session=session)
                 await session.commit()
 
-            known = set((await session.scalars(select(Technician.firebase_uid))).all())
+            # The demo's members by Firebase uid; whoever is missing from the pool is onboarded (a person
+            # some other organisation already knows joins this pool too).
             demo = demo_technicians()
+            members = await session.execute(
+                select(Technician.firebase_uid, Technician.id)
+                .join(PoolMembership, PoolMembership.technician_id == Technician.id)
+                .where(PoolMembership.org_id == org_id, Technician.firebase_uid.in_([d.firebase_uid for d in demo]))
+            )
+            ids = dict(members.tuples().all())
             for data in demo:
-                if data.firebase_uid not in known:
-                    await technicians.onboard(org_id, data, session=session)
+                if data.firebase_uid not in ids:
+                    ids[data.firebase_uid] = (await technicians.onboard(org_id, data, session=session)).id
 
             now = datetime.now(UTC)
             await compliance.put_requirements(org_id, REQUIREMENTS, session=session)
-            uids = [data.firebase_uid for data in demo]
-            rows = await session.execute(
-                select(Technician.firebase_uid, Technician.id).where(Technician.firebase_uid.in_(uids))
-            )
-            ids = dict(rows.tuples().all())
             for i, data in enumerate(demo):
                 for kind, credential in demo_credentials(i, data, now).items():
                     technician_id = ids[data.firebase_uid]
