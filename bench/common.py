@@ -19,18 +19,15 @@ def admin_url() -> str:
     return LocalCluster(Path(REPO_ROOT / ".truckroll" / "postgres")).ensure().url()
 
 
-def libpq(url: str) -> str:
-    return url.replace("postgresql+psycopg://", "postgresql://", 1)
-
-
 def bench_database(name: str) -> str:
     """A migrated database of the benchmark's own next to the development one; returns its URL."""
     from backend.db.migrate import upgrade
+    from backend.queue import libpq_url
 
     server = admin_url()
     base, _, query = server.partition("?")
     url = base.rsplit("/", 1)[0] + f"/{name}" + (f"?{query}" if query else "")
-    with psycopg.connect(libpq(server), autocommit=True) as conn:
+    with psycopg.connect(libpq_url(server), autocommit=True) as conn:
         if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
             conn.execute(f'CREATE DATABASE "{name}"')
     upgrade(url)

@@ -27,8 +27,9 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import psycopg
 
+from backend.queue import libpq_url
 from backend.settings import REPO_ROOT
-from bench.common import bench_database, libpq
+from bench.common import bench_database
 
 JOBS = int(os.environ.get("BENCH_JOBS", "200"))
 TECHNICIANS = 1000
@@ -46,7 +47,7 @@ def prepare() -> tuple[str, str]:
     url = bench_database(DATABASE)
     key = new_api_key()
     org = uuid.uuid4()
-    with psycopg.connect(libpq(url), autocommit=True) as conn:
+    with psycopg.connect(libpq_url(url), autocommit=True) as conn:
         conn.execute("TRUNCATE organizations, technicians, jobs, procrastinate_jobs CASCADE")
         conn.execute("INSERT INTO organizations (id, name) VALUES (%s, 'bench dispatch')", (org,))
         conn.execute(

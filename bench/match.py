@@ -24,11 +24,13 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from backend.db.engine import CONNECTION_OPTIONS
+from backend.db.engine import make_engine
 from backend.jobs import services
-from bench.common import bench_database, libpq
+from backend.queue import libpq_url
+from backend.settings import DatabaseSettings
+from bench.common import bench_database
 from matching import WaveSpec, retrieval
 
 TECHNICIANS = int(os.environ.get("BENCH_TECHNICIANS", "1000000"))
@@ -42,7 +44,7 @@ ORG = uuid.UUID("00000000-0000-4000-8000-00000000b001")
 
 def prepare() -> str:
     url = bench_database(DATABASE)
-    with psycopg.connect(libpq(url), autocommit=True) as conn:
+    with psycopg.connect(libpq_url(url), autocommit=True) as conn:
         have = conn.execute("SELECT count(*) FROM pool_memberships WHERE org_id = %s", (ORG,)).fetchone()[0]
         if have == TECHNICIANS:
             print(f"bench-match: reusing {have:,} technicians in database {DATABASE}", flush=True)
@@ -106,7 +108,7 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 async def measure(url: str) -> str:
-    engine = create_async_engine(url, connect_args={"options": CONNECTION_OPTIONS}, pool_size=1)
+    engine = make_engine(DatabaseSettings(url=url, pool_size=1))  # the app's own connection options
     rng = random.Random(11)
     now = datetime.now(UTC)
     wave = WaveSpec(tiers=frozenset({"preferred", "approved"}), radius_km=50)
@@ -193,6 +195,7 @@ class _JobView:
         self.skills = skills
         self.window_start = job.window_start
         self.window_end = job.window_end
+        self.estimated_hours = job.estimated_hours  # read by matching when a policy is set
 
 
 def main() -> None:

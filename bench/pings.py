@@ -40,7 +40,7 @@ LUA_SCRIPT = Path(__file__).resolve().parent / "pings.lua"
 BENCH_DATABASE = "truckroll_bench_pings"
 BENCH_ORG = "Truckroll Bench"
 APP_PATH = "/v1/me/locations"
-FLOOR_PATH = "/bench/floor"  # bench.floor_app.FLOOR_PATH, not imported here to keep Litestar out of this process
+FLOOR_PATH = "/bench/floor"  # bench.floor_app.FLOOR_PATH
 GOAL = 0.5
 
 

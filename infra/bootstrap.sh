@@ -4,7 +4,7 @@
 #   1. uv: the one on PATH, else .truckroll/tools/bin/uv, else a private venv .truckroll/tools with
 #      `pip install uv` (never pip into the system Python: Debian refuses it, PEP 668).
 #   2. PostgreSQL + PostGIS for the private cluster (infra/postgis.py), unless DATABASE_URL is set.
-#   3. Chromium and its WebDriver, for the tracking page's browser tests (tests/browser).
+#   3. With --browser (`make test`): Chromium and its WebDriver, for the tracking page's browser tests.
 #   4. `uv sync --frozen`: the locked environment in .venv.
 #
 # Idempotent, and silent when everything is present. Progress and errors go to stderr; stdout stays
@@ -161,8 +161,8 @@ fi
 
 # ---------------------------------------------------------------- Chromium for the browser tests
 
-# Only the test suite needs a browser: where it cannot be installed, `make run` still works, and the browser
-# tests fail naming the same packages.
+# Only the test suite needs a browser, so only `make test` asks for it: `make run` never depends on it. Where
+# it cannot be installed the browser tests fail naming the same packages.
 ensure_browser() {
 	command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1 && return 0
 	if ! can_apt; then
@@ -172,7 +172,9 @@ ensure_browser() {
 	apt_install "Chromium is missing (the browser tests drive it)" chromium chromium-driver
 }
 
-ensure_browser
+if [ "${1:-}" = --browser ]; then
+	ensure_browser
+fi
 
 # ---------------------------------------------------------------- the locked environment
 
