@@ -4,15 +4,27 @@ from __future__ import annotations
 
 import base64
 import uuid
+from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import msgspec
 from litestar.exceptions import ValidationException
 from litestar.params import Parameter
 
+T = TypeVar("T")
+
 Limit = Annotated[int, Parameter(ge=1, le=200, description="Page size, 1..200 (400 outside that range).")]
 Cursor = Annotated[str | None, Parameter(description="Opaque cursor from the previous page's `next_cursor`.")]
+
+
+def page_of(
+    rows: Sequence[T], limit: int, key: Callable[[T], tuple[datetime, uuid.UUID]]
+) -> tuple[list[T], str | None]:
+    """A page from `limit + 1` rows fetched in keyset order: the first `limit`, and the cursor after the last
+    of them when there is more (`key` gives a row's (time, id) position)."""
+    page = list(rows[:limit])
+    return page, encode_cursor(*key(page[-1])) if len(rows) > limit else None
 
 
 def encode_cursor(created_at: datetime, row_id: uuid.UUID) -> str:

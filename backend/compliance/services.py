@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.compliance.schemas import AlertOut, CredentialOut, CredentialPut, Requirements, is_credential_kind
 from backend.db.models import ComplianceAlert, Credential, OrgRequirements
-from backend.pagination import decode_cursor, encode_cursor
+from backend.pagination import decode_cursor, page_of
 from backend.schemas import Page
 from backend.technicians.services import in_pool
 
@@ -155,9 +155,11 @@ async def list_alerts(
         query = query.where(ComplianceAlert.at >= since)
     if cursor:
         query = query.where(tuple_(ComplianceAlert.at, ComplianceAlert.id) > decode_cursor(cursor))
-    rows = list(await session.scalars(query.order_by(ComplianceAlert.at, ComplianceAlert.id).limit(limit + 1)))
-    more = len(rows) > limit
-    rows = rows[:limit]
+    rows, next_cursor = page_of(
+        list(await session.scalars(query.order_by(ComplianceAlert.at, ComplianceAlert.id).limit(limit + 1))),
+        limit,
+        lambda r: (r.at, r.id),
+    )
     items = [
         AlertOut(
             id=r.id,
@@ -170,4 +172,4 @@ async def list_alerts(
         )
         for r in rows
     ]
-    return Page(items=items, next_cursor=encode_cursor(rows[-1].at, rows[-1].id) if more else None)
+    return Page(items=items, next_cursor=next_cursor)

@@ -28,7 +28,7 @@ from backend.jobs.schemas import (
     Wave,
     Window,
 )
-from backend.pagination import decode_cursor, encode_cursor
+from backend.pagination import decode_cursor, page_of
 from backend.schemas import LatLon, Page
 from matching import (
     JobSpec,
@@ -304,14 +304,16 @@ async def list_jobs(
         query = query.where(Job.status == status)
     if cursor:
         query = query.where(tuple_(Job.created_at, Job.id) < decode_cursor(cursor))
-    rows = (await session.execute(query.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit + 1))).all()
-    more = len(rows) > limit
-    rows = rows[:limit]
+    rows, next_cursor = page_of(
+        (await session.execute(query.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit + 1))).all(),
+        limit,
+        lambda r: (r.Job.created_at, r.Job.id),
+    )
     items = [
         _out(r, TechnicianRef(id=r.Job.technician_id, name=r.technician_name) if r.Job.technician_id else None)
         for r in rows
     ]
-    return Page(items=items, next_cursor=encode_cursor(rows[-1].Job.created_at, rows[-1].Job.id) if more else None)
+    return Page(items=items, next_cursor=next_cursor)
 
 
 def _technician_job(row) -> TechnicianJob:
@@ -328,16 +330,19 @@ async def technician_view(job_id: uuid.UUID, *, session: AsyncSession) -> Techni
     return _technician_job(await load_any(job_id, session=session))
 
 
-async def technician_jobs(technician_id: uuid.UUID, *, session: AsyncSession) -> list[TechnicianJob]:
-    rows = (
-        await session.execute(
-            select(*job_columns())
-            .where(Job.technician_id == technician_id)
-            .order_by(Job.window_start.desc())
-            .limit(200)
-        )
-    ).all()
-    return [_technician_job(r) for r in rows]
+async def technician_jobs(
+    technician_id: uuid.UUID, *, limit: int, cursor: str | None, session: AsyncSession
+) -> Page[TechnicianJob]:
+    """Most recent window first."""
+    query = select(*job_columns()).where(Job.technician_id == technician_id)
+    if cursor:
+        query = query.where(tuple_(Job.window_start, Job.id) < decode_cursor(cursor))
+    rows, next_cursor = page_of(
+        (await session.execute(query.order_by(Job.window_start.desc(), Job.id.desc()).limit(limit + 1))).all(),
+        limit,
+        lambda r: (r.Job.window_start, r.Job.id),
+    )
+    return Page(items=[_technician_job(r) for r in rows], next_cursor=next_cursor)
 
 
 async def pending_offers(technician_id: uuid.UUID, now: datetime, *, session: AsyncSession) -> list[MyOffer]:

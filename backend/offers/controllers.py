@@ -11,6 +11,7 @@ from backend.db.engine import DbSession
 from backend.jobs import flows, services
 from backend.jobs.controllers import technician_step
 from backend.jobs.schemas import DeclineBody, MyOffer, TechnicianJob
+from backend.pagination import Cursor, Limit
 from backend.schemas import Page
 
 NO_OFFER = "no such offer for you"
@@ -66,6 +67,9 @@ class MyWorkController(Controller):
         return Page(items=items, next_cursor=None)
 
     @get("/jobs", operation_id="getMyJobs", summary="The jobs assigned to me, most recent window first")
-    async def jobs(self, request: Request, db_session: DbSession) -> Page[TechnicianJob]:
-        items = await services.technician_jobs(request.user.technician_id, session=db_session)
-        return Page(items=items, next_cursor=None)
+    async def jobs(
+        self, request: Request, db_session: DbSession, limit: Limit = 50, cursor: Cursor = None
+    ) -> Page[TechnicianJob]:
+        return await services.technician_jobs(
+            request.user.technician_id, limit=limit, cursor=cursor, session=db_session
+        )

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.db.geo import lat_of, lon_of, point
 from backend.db.models import PoolMembership, Technician
-from backend.pagination import decode_cursor, encode_cursor
+from backend.pagination import decode_cursor, page_of
 from backend.ratings.services import shown_rating
 from backend.schemas import LatLon, Page, Position
 from backend.technicians.schemas import TechnicianCreate, TechnicianOut, TechnicianUpdate
@@ -162,8 +162,5 @@ async def list_pool(
         after: tuple[datetime, uuid.UUID] = decode_cursor(cursor)
         query = query.where(tuple_(PoolMembership.created_at, PoolMembership.technician_id) > after)
     query = query.order_by(PoolMembership.created_at, PoolMembership.technician_id).limit(limit + 1)
-    rows = (await session.execute(query)).all()
-    more = len(rows) > limit
-    rows = rows[:limit]
-    next_cursor = encode_cursor(rows[-1].created_at, rows[-1].id) if more else None
+    rows, next_cursor = page_of((await session.execute(query)).all(), limit, lambda r: (r.created_at, r.id))
     return Page(items=[_out(r) for r in rows], next_cursor=next_cursor)

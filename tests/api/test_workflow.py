@@ -94,6 +94,28 @@ async def test_en_route_check_in_and_complete_each_move_the_job_and_land_on_its_
     assert [(j["id"], j["status"]) for j in mine] == [(job["id"], "completed")]
 
 
+async def test_my_jobs_come_in_pages_most_recent_window_first(client: AsyncTestClient) -> None:
+    org = await new_org(client)
+    technician_id, auth = await technician(client, org, "ana", km=1)
+    assigned = []
+    for hours in (1, 5, 3):  # posted out of window order
+        posted = await post_job(client, org, auto=False, start_in_min=hours * 60, hours=1)
+        response = await client.post(
+            f"/v1/jobs/{posted['id']}/assign", json={"technician_id": technician_id}, headers=org
+        )
+        assert response.status_code == 200, response.text
+        assigned.append((hours, posted["id"]))
+    expected = [job_id for _, job_id in sorted(assigned, reverse=True)]
+
+    first = (await client.get("/v1/me/jobs?limit=2", headers=auth)).json()
+    assert [j["id"] for j in first["items"]] == expected[:2]
+    assert first["next_cursor"]
+    rest = (await client.get(f"/v1/me/jobs?limit=2&cursor={first['next_cursor']}", headers=auth)).json()
+    assert [j["id"] for j in rest["items"]] == expected[2:]
+    assert rest["next_cursor"] is None
+    assert (await client.get("/v1/me/jobs?limit=500", headers=auth)).status_code == 400
+
+
 async def test_a_technician_who_forgot_en_route_can_still_check_in(client: AsyncTestClient) -> None:
     org = await new_org(client)
     job, _, auth = await assigned_job(client, org)
