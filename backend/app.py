@@ -53,6 +53,15 @@ Truckroll dispatches on-site jobs to a curated pool of field technicians.
 Callers authenticate with `Authorization: Bearer <credential>`: the operator's token, an organisation
 API key (`trk_…`) or, for technicians, a Firebase ID token. Errors have the shape
 `{"status_code", "detail", "extra"}`; `detail` names the offending field for 400/422.
+
+Status codes every route may answer besides those it lists: 401 (no credential, or an invalid one), 403
+(a credential of the wrong kind, or a Firebase account not onboarded by any organisation), 404 (also for
+another organisation's objects), 413 (a body over `TRUCKROLL_MAX_BODY_BYTES`, 1 MiB by default) and 503 with
+`Retry-After` (the database or Firebase unreachable).
+
+`Idempotency-Key` (1..255 characters) is honoured on the POSTs of jobs, their actions, offers and ratings:
+a retry with the same key and body answers the first response byte for byte; the same key with another
+body is 422; while the first request is still running, 409. Keys are kept 48 h.
 """
 
 
