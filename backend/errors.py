@@ -1,9 +1,18 @@
-"""Error responses shared by the app and the controllers that answer validation errors their own way."""
+"""Errors shared across domains: the state conflict services raise, and the validation-error response."""
 
 from __future__ import annotations
 
 from litestar import MediaType, Request, Response
 from litestar.exceptions import ValidationException
+
+
+class Conflict(Exception):
+    """The object is not in a state that allows this; answered with 409 (`extra` goes with it)."""
+
+    def __init__(self, detail: str, **extra) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.extra = extra
 
 
 def validation_error(_: Request, exc: ValidationException, *, status_code: int | None = None) -> Response:

@@ -14,13 +14,14 @@ from datetime import UTC, datetime, timedelta
 
 import msgspec
 from litestar import MediaType, Request, Response
-from litestar.exceptions import ClientException, HTTPException
+from litestar.exceptions import ClientException, HTTPException, NotFoundException
 from sqlalchemy import delete, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.auth import OrgCaller, TechnicianCaller
 from backend.db.models import IdempotentRequest
+from backend.errors import Conflict
 
 HEADER = "idempotency-key"
 RETENTION = timedelta(hours=48)
@@ -33,6 +34,32 @@ def _scope(request: Request) -> str:
     if isinstance(user, TechnicianCaller):
         return f"technician:{user.technician_id}"
     return "operator"
+
+
+async def step(
+    request: Request,
+    session: AsyncSession,
+    action: Callable[[datetime], Awaitable[object]],
+    *,
+    not_found: str,
+    status: int = 200,
+) -> Response:
+    """Run a caller's action on an object, at most once per Idempotency-Key: `action(now)` returns the
+    response body; LookupError (not theirs, or no such thing) is 404 `not_found`, a Conflict 409. Either
+    way nothing of the action is kept."""
+
+    async def run() -> tuple[int, bytes]:
+        try:
+            body = await action(datetime.now(UTC))
+        except LookupError:
+            await session.rollback()
+            raise NotFoundException(not_found) from None
+        except Conflict as exc:
+            await session.rollback()
+            raise ClientException(exc.detail, status_code=409, extra=exc.extra or None) from None
+        return status, msgspec.json.encode(body)
+
+    return await idempotent(request, session, run)
 
 
 async def idempotent(

@@ -6,12 +6,12 @@ from typing import Annotated
 
 import msgspec
 from litestar import Controller, Request, Response, get, post
-from litestar.exceptions import ClientException, NotFoundException, ValidationException
+from litestar.exceptions import NotFoundException, ValidationException
 from litestar.params import FromPath, FromQuery, JSONBody, Parameter
 
 from backend.auth import org_only, technician_only
 from backend.db.engine import DbSession
-from backend.idempotency import idempotent
+from backend.idempotency import idempotent, step
 from backend.jobs import flows, services, workflow
 from backend.jobs.schemas import (
     AssignBody,
@@ -30,10 +30,6 @@ from backend.schemas import Page
 
 NO_JOB = "no such job in this organisation"
 NOT_YOURS = "no such job assigned to you"
-
-
-def conflict(exc: flows.Conflict) -> ClientException:
-    return ClientException(exc.detail, status_code=409, extra=exc.extra or None)
 
 
 def validate_job(data: JobCreate, now: datetime) -> None:
@@ -149,17 +145,11 @@ class JobController(Controller):
     async def _act(self, request: Request, job_id: uuid.UUID, db_session, action) -> Response[JobOut]:
         org_id = request.user.org_id
 
-        async def run() -> tuple[int, bytes]:
-            try:
-                await action(org_id, datetime.now(UTC))
-            except LookupError:
-                raise NotFoundException(NO_JOB) from None
-            except flows.Conflict as exc:
-                await db_session.rollback()
-                raise conflict(exc) from None
-            return 200, msgspec.json.encode(await services.read(org_id, job_id, session=db_session))
+        async def run(now: datetime) -> JobOut:
+            await action(org_id, now)
+            return await services.read(org_id, job_id, session=db_session)
 
-        return await idempotent(request, db_session, run)
+        return await step(request, db_session, run, not_found=NO_JOB)
 
     @post(
         "/{job_id:uuid}/dispatch", operation_id="dispatchJob", status_code=200, summary="Start or restart dispatching"
@@ -214,21 +204,11 @@ class JobController(Controller):
 
 
 async def technician_step(request: Request, db_session, action, *, not_found: str) -> Response:
-    """Run a technician's action on a job or offer, at most once per Idempotency-Key: `action(technician_id,
-    now)` returns the response body; what is not theirs is 404, a state that forbids it 409."""
-
-    async def run() -> tuple[int, bytes]:
-        try:
-            body = await action(request.user.technician_id, datetime.now(UTC))
-        except LookupError:
-            await db_session.rollback()
-            raise NotFoundException(not_found) from None
-        except flows.Conflict as exc:
-            await db_session.rollback()
-            raise conflict(exc) from None
-        return 200, msgspec.json.encode(body)
-
-    return await idempotent(request, db_session, run)
+    """A technician's action on a job or offer (`action(technician_id, now)` returns the response body),
+    through the shared step runner: at most once per Idempotency-Key, 404 when not theirs, 409 when the
+    state forbids it."""
+    technician_id = request.user.technician_id
+    return await step(request, db_session, lambda now: action(technician_id, now), not_found=not_found)
 
 
 class TechnicianJobController(Controller):

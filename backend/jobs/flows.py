@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from backend.compliance import engagement
 from backend.db.geo import point
 from backend.db.models import Job, JobEvent, Offer, PoolMembership
+from backend.errors import Conflict
 from backend.jobs import services
 from backend.jobs.schemas import JobCreate, Wave
 from backend.queue import defer
@@ -31,15 +32,6 @@ from matching import WaveSpec
 
 DISPATCHABLE = ("open", "unfilled")
 CANCELLABLE = ("open", "offering", "assigned", "en_route", "on_site", "unfilled")
-
-
-class Conflict(Exception):
-    """The job or offer is not in a state that allows this; answered with 409."""
-
-    def __init__(self, detail: str, **extra) -> None:
-        super().__init__(detail)
-        self.detail = detail
-        self.extra = extra
 
 
 def require(job: Job, allowed: tuple[str, ...], action: str) -> None:

@@ -3,15 +3,14 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
-import msgspec
 from litestar import Controller, Request, Response, get, post
-from litestar.exceptions import ClientException, NotFoundException, ValidationException
+from litestar.exceptions import NotFoundException, ValidationException
 from litestar.params import FromPath, JSONBody
 
 from backend.auth import OrgCaller, org_or_technician
 from backend.db.engine import DbSession
 from backend.errors import validation_error
-from backend.idempotency import idempotent
+from backend.idempotency import step
 from backend.ratings import services
 from backend.ratings.schemas import COMMENT_MAX_LENGTH, JobRatings, PostedRating, RatingBody, Side
 
@@ -59,18 +58,10 @@ class RatingController(Controller):
     ) -> Response[PostedRating]:
         side, party_id = _caller(request)
 
-        async def run() -> tuple[int, bytes]:
-            try:
-                posted = await services.rate(job_id, side, party_id, data, now=datetime.now(UTC), session=db_session)
-            except LookupError:
-                await db_session.rollback()
-                raise NotFoundException(NOT_YOURS) from None
-            except services.Conflict as exc:
-                await db_session.rollback()
-                raise ClientException(str(exc), status_code=409) from None
-            return 201, msgspec.json.encode(posted)
+        async def run(now: datetime) -> PostedRating:
+            return await services.rate(job_id, side, party_id, data, now=now, session=db_session)
 
-        return await idempotent(request, db_session, run)
+        return await step(request, db_session, run, not_found=NOT_YOURS, status=201)
 
     @get(
         "/{job_id:uuid}/ratings",

@@ -23,14 +23,11 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.db.models import Job, JobRating, PoolMembership
+from backend.errors import Conflict
 from backend.ratings.schemas import JobRatings, PostedRating, RatingBody, RatingOut, Side
 from matching.curation import bayesian_rating
 
 WINDOW = timedelta(days=14)
-
-
-class Conflict(Exception):
-    """The job cannot be rated by this side now; answered with 409."""
 
 
 def shown_rating(count: int, total: int) -> float | None:
