@@ -146,7 +146,6 @@ async def _forward(socket: WebSocket, updates: asyncio.Queue[Update]) -> None:
 def _page_error(_: Request, exc: HTTPException) -> Response:
     headers = {**(exc.headers or {}), **PRIVATE_HEADERS}
     if isinstance(exc, TooManyRequestsException):
-        headers["Retry-After"] = headers.get("RateLimit-Reset", "60")
         body = page.render_message("Please wait a moment", "Too many requests from this address: try again shortly.")
     else:
         body = page.render_message("Link not found", "This tracking link does not exist or has closed.")
@@ -215,8 +214,6 @@ class TrackingPageController(Controller):
 
 def _private_error(_: Request, exc: HTTPException) -> Response:
     headers = {**(exc.headers or {}), **PRIVATE_HEADERS}
-    if isinstance(exc, TooManyRequestsException) and "RateLimit-Reset" in headers:
-        headers["Retry-After"] = headers["RateLimit-Reset"]
     return Response(
         {"status_code": exc.status_code, "detail": exc.detail},
         status_code=exc.status_code,
@@ -227,20 +224,21 @@ def _private_error(_: Request, exc: HTTPException) -> Response:
 
 class TrackingRateLimit(RateLimitMiddleware):
     """Litestar's limiter, counting the live socket's connects too (it counts HTTP requests only), in the
-    same store and budget as the other tracking routes."""
+    same store and budget as the other tracking routes, and saying when to come back: `Retry-After` on a
+    429, the same in the reason of a socket it closes."""
 
     def __init__(self, app: ASGIApp, config: RateLimitConfig) -> None:
         super().__init__(app, config)
         self.scopes = {ScopeType.HTTP, ScopeType.WEBSOCKET}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != ScopeType.WEBSOCKET:
-            await super().__call__(scope, receive, send)
-            return
         try:
             await super().__call__(scope, receive, send)
         except TooManyRequestsException as exc:
             retry = (exc.headers or {}).get("RateLimit-Reset", "60")
+            if scope["type"] != ScopeType.WEBSOCKET:
+                exc.headers = {**(exc.headers or {}), "Retry-After": retry}
+                raise
             socket = WebSocket(scope, receive, send)
             await socket.accept(headers=PRIVATE_HEADERS)
             await socket.close(code=TOO_MANY, reason=f"too many requests from this address; retry in {retry} s")
