@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.auth import OrgCaller, TechnicianCaller
 from backend.db.models import IdempotentRequest
-from backend.errors import Conflict
+from backend.errors import DomainError
 
 HEADER = "idempotency-key"
 RETENTION = timedelta(hours=48)
@@ -54,9 +54,9 @@ async def step(
         except LookupError:
             await session.rollback()
             raise NotFoundException(not_found) from None
-        except Conflict as exc:
+        except DomainError as exc:
             await session.rollback()
-            raise ClientException(exc.detail, status_code=409, extra=exc.extra or None) from None
+            raise ClientException(exc.detail, status_code=exc.status_code, extra=exc.extra or None) from None
         return status, msgspec.json.encode(body)
 
     return await idempotent(request, session, run)

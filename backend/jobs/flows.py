@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from backend.compliance import engagement
 from backend.db.geo import point
 from backend.db.models import Job, JobEvent, Offer, PoolMembership
-from backend.errors import Conflict
+from backend.errors import Conflict, NotFound
 from backend.jobs import services
 from backend.jobs.schemas import JobCreate, Wave
 from backend.queue import defer
@@ -49,7 +49,7 @@ async def assigned_job(job_id: uuid.UUID, technician_id: uuid.UUID, session: Asy
     """The job, locked, if `technician_id` is assigned to it; anyone else is told there is no such job."""
     row = await services.load_any(job_id, session=session, lock=True)
     if row is None or row.Job.technician_id != technician_id:
-        raise LookupError(job_id)
+        raise NotFound("no such job assigned to you")
     return row
 
 
@@ -117,7 +117,7 @@ async def dispatch(
 async def _locked(org_id: uuid.UUID, job_id: uuid.UUID, session: AsyncSession):
     row = await services.load(org_id, job_id, session=session, lock=True)
     if row is None:
-        raise LookupError(job_id)
+        raise NotFound("no such job in this organisation")
     return row
 
 
@@ -225,7 +225,7 @@ async def accept(
         select(Offer.job_id).where(Offer.id == offer_id, Offer.technician_id == technician_id)
     )
     if job_id is None:
-        raise LookupError(offer_id)
+        raise NotFound("no such offer for you")
     job = await session.scalar(select(Job).where(Job.id == job_id).with_for_update())
     offer = await session.scalar(select(Offer).where(Offer.id == offer_id).execution_options(populate_existing=True))
     _require_open(offer, now)
@@ -257,7 +257,7 @@ async def decline(
 ) -> None:
     offer = await session.scalar(select(Offer).where(Offer.id == offer_id, Offer.technician_id == technician_id))
     if offer is None:
-        raise LookupError(offer_id)
+        raise NotFound("no such offer for you")
     job_row = await services.load_any(offer.job_id, session=session, lock=True)
     await session.refresh(offer)
     _require_open(offer, now)
@@ -353,7 +353,7 @@ async def assign(
         reasons = [r for r in result.excluded[0].reasons if r != "already_offered"]
         passed = result.excluded[0].over_limits
     else:
-        raise LookupError(technician_id)  # not in this organisation's pool
+        raise NotFound("no such technician in this organisation's pool")
     # The guardrails hold for a dispatcher too: the alert is kept even when the assignment is refused.
     await engagement.raise_alerts(org_id, job_id, [(technician_id, o) for o in passed], now=now, session=session)
     if reasons:
