@@ -1,7 +1,8 @@
 """Settings read from the environment, validated once at start.
 
 Every problem is reported with the name of the variable at fault, so that a bad deployment fails loudly
-before it serves anything.
+before it serves anything. Each default is declared once, on its struct: a variable left unset leaves the
+field out, and the struct fills it in.
 """
 
 from __future__ import annotations
@@ -9,12 +10,19 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, get_args
 
 import msgspec
 
+from matching import EtaModel
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEV_ADMIN_TOKEN = "dev-admin-token"
+
+Env = Literal["development", "test", "production"]
+PushMode = Literal["log", "fcm"]
+WorkerMode = Literal["inprocess", "external"]
+RouterKind = Literal["greatcircle", "osrm"]
 
 
 class SettingsError(ValueError):
@@ -35,34 +43,32 @@ class ServerSettings(msgspec.Struct, frozen=True):
 
 
 class AuthSettings(msgspec.Struct, frozen=True):
-    admin_token: str
-    firebase_project_id: str
+    admin_token: str = DEV_ADMIN_TOKEN
+    firebase_project_id: str = "truckroll-dev"
 
 
 class PushSettings(msgspec.Struct, frozen=True):
-    mode: Literal["log", "fcm"] = "log"
+    mode: PushMode = "log"
+    """The development default; production pushes through FCM unless TRUCKROLL_PUSH says otherwise."""
     fcm_endpoint: str | None = None
     credentials_file: str | None = None
 
 
 class WorkerSettings(msgspec.Struct, frozen=True):
-    mode: Literal["inprocess", "external"] = "inprocess"
-    """inprocess: the server also runs the job queue's worker; external: `truckroll worker` does."""
+    mode: WorkerMode = "inprocess"
+    """inprocess: the server also runs the job queue's worker; external: `truckroll worker` does.
+    The development default; production's is external."""
 
 
 class TrackingSettings(msgspec.Struct, frozen=True):
-    """Arrival tracking: the ETA's router, the customer's link, and how long raw pings are kept."""
+    """Arrival estimates and tracking: the ETA model and router, the customer's link, how long raw pings are kept."""
 
-    router: Literal["greatcircle", "osrm"] = "greatcircle"
+    router: RouterKind = "greatcircle"
     osrm_url: str | None = None
     """Base URL of an OSRM server (…/route/v1/driving/… is appended); required with router=osrm."""
     osrm_timeout_s: float = 2.0
-    detour_factor: float = 1.3
-    """Roads are longer than the great circle: the straight-line distance is multiplied by this."""
-    city_speed_kmh: float = 30.0
-    """The speed assumed when the technician is not moving (or their speed is unknown)."""
-    moving_speed_mps: float = 1.0
-    """At or above this recent speed the technician counts as moving and their own speed is used."""
+    eta: EtaModel = EtaModel()
+    """The great-circle ETA: the tracking link's (and OSRM's fallback), and the one candidates are ranked by."""
     rate_limit_per_minute: int = 60
     """Requests a minute per client IP on the tracking routes (the customer's link)."""
     ping_retention_days: int = 30
@@ -70,7 +76,7 @@ class TrackingSettings(msgspec.Struct, frozen=True):
 
 
 class Settings(msgspec.Struct, frozen=True):
-    env: Literal["development", "test", "production"]
+    env: Env
     database: DatabaseSettings
     server: ServerSettings
     auth: AuthSettings
@@ -83,10 +89,16 @@ class Settings(msgspec.Struct, frozen=True):
         return self.env == "production"
 
 
-def _number(environ: Mapping[str, str], name: str, default, lo, hi, kind: type = int):
+def _given(**values: Any) -> dict[str, Any]:
+    """The fields whose variables are set; a struct fills in the others with the defaults it declares."""
+    return {name: value for name, value in values.items() if value is not None}
+
+
+def _number(environ: Mapping[str, str], name: str, lo, hi, kind: type = int):
+    """The variable's value, checked against [lo, hi]; None when it is unset or empty."""
     raw = environ.get(name)
     if raw is None or raw == "":
-        return default
+        return None
     try:
         value = kind(raw)
     except ValueError:
@@ -97,17 +109,19 @@ def _number(environ: Mapping[str, str], name: str, default, lo, hi, kind: type =
     return value
 
 
-def _int(environ: Mapping[str, str], name: str, default: int, lo: int, hi: int) -> int:
-    return _number(environ, name, default, lo, hi, int)
+def _int(environ: Mapping[str, str], name: str, lo: int, hi: int) -> int | None:
+    return _number(environ, name, lo, hi, int)
 
 
-def _float(environ: Mapping[str, str], name: str, default: float, lo: float, hi: float) -> float:
-    return _number(environ, name, default, lo, hi, float)
+def _float(environ: Mapping[str, str], name: str, lo: float, hi: float) -> float | None:
+    return _number(environ, name, lo, hi, float)
 
 
-def _choice(environ: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
-    value = environ.get(name) or default
-    if value not in choices:
+def _choice(environ: Mapping[str, str], name: str, kind: Any) -> str | None:
+    """The variable's value, one of the Literal `kind`'s; None when it is unset or empty."""
+    value = environ.get(name) or None
+    choices = get_args(kind)
+    if value is not None and value not in choices:
         raise SettingsError(f"{name}: must be one of {', '.join(choices)}, got {value!r}")
     return value
 
@@ -120,9 +134,14 @@ def sqlalchemy_url(url: str) -> str:
     raise SettingsError(f"DATABASE_URL: expected a postgresql:// URL, got {url.split('://')[0]!r}://…")
 
 
+def libpq_url(url: str) -> str:
+    """The same database for libpq (psycopg, procrastinate): a `sqlalchemy_url` without the driver's name."""
+    return url.replace("postgresql+psycopg://", "postgresql://", 1)
+
+
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     environ = os.environ if environ is None else environ
-    env = _choice(environ, "TRUCKROLL_ENV", "development", ("development", "test", "production"))
+    env = _choice(environ, "TRUCKROLL_ENV", Env) or "development"
     production = env == "production"
 
     raw_url = environ.get("DATABASE_URL") or None
@@ -132,13 +151,15 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         )
     database = DatabaseSettings(
         url=sqlalchemy_url(raw_url) if raw_url else None,
-        pool_size=_int(environ, "TRUCKROLL_DB_POOL_SIZE", 10, 1, 200),
+        **_given(pool_size=_int(environ, "TRUCKROLL_DB_POOL_SIZE", 1, 200)),
     )
 
     server = ServerSettings(
-        host=environ.get("TRUCKROLL_HOST") or "127.0.0.1",
-        port=_int(environ, "TRUCKROLL_PORT", 8000, 1, 65535),
-        max_body_bytes=_int(environ, "TRUCKROLL_MAX_BODY_BYTES", 1024 * 1024, 1024, 64 * 1024 * 1024),
+        **_given(
+            host=environ.get("TRUCKROLL_HOST") or None,
+            port=_int(environ, "TRUCKROLL_PORT", 1, 65535),
+            max_body_bytes=_int(environ, "TRUCKROLL_MAX_BODY_BYTES", 1024, 64 * 1024 * 1024),
+        )
     )
 
     admin_token = environ.get("TRUCKROLL_ADMIN_TOKEN") or ""
@@ -153,12 +174,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     project_id = environ.get("TRUCKROLL_FIREBASE_PROJECT_ID") or ""
     if production and not project_id:
         raise SettingsError("TRUCKROLL_FIREBASE_PROJECT_ID: required in production")
-    auth = AuthSettings(
-        admin_token=admin_token or DEV_ADMIN_TOKEN,
-        firebase_project_id=project_id or "truckroll-dev",
-    )
+    auth = AuthSettings(**_given(admin_token=admin_token or None, firebase_project_id=project_id or None))
 
-    push_mode = _choice(environ, "TRUCKROLL_PUSH", "fcm" if production else "log", ("log", "fcm"))
+    push_mode = _choice(environ, "TRUCKROLL_PUSH", PushMode) or ("fcm" if production else None)
     endpoint = environ.get("TRUCKROLL_FCM_ENDPOINT") or None
     if endpoint and not endpoint.startswith(("http://", "https://")):
         raise SettingsError(f"TRUCKROLL_FCM_ENDPOINT: expected an http(s) URL, got {endpoint!r}")
@@ -167,25 +185,31 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         raise SettingsError(f"GOOGLE_APPLICATION_CREDENTIALS: no such file {credentials_file!r}")
     if push_mode == "fcm" and production and not credentials_file:
         raise SettingsError("GOOGLE_APPLICATION_CREDENTIALS: required with TRUCKROLL_PUSH=fcm in production")
-    push = PushSettings(mode=push_mode, fcm_endpoint=endpoint, credentials_file=credentials_file)  # type: ignore[arg-type]
+    push = PushSettings(**_given(mode=push_mode, fcm_endpoint=endpoint, credentials_file=credentials_file))
 
     worker = WorkerSettings(
-        mode=_choice(environ, "TRUCKROLL_WORKER", "external" if production else "inprocess", ("inprocess", "external"))  # type: ignore[arg-type]
+        **_given(mode=_choice(environ, "TRUCKROLL_WORKER", WorkerMode) or ("external" if production else None))
     )
-    router = _choice(environ, "TRUCKROLL_ROUTER", "greatcircle", ("greatcircle", "osrm"))
+    router = _choice(environ, "TRUCKROLL_ROUTER", RouterKind)
     osrm_url = (environ.get("TRUCKROLL_OSRM_URL") or "").rstrip("/") or None
     if osrm_url and not osrm_url.startswith(("http://", "https://")):
         raise SettingsError(f"TRUCKROLL_OSRM_URL: expected an http(s) URL, got {osrm_url!r}")
     if router == "osrm" and not osrm_url:
         raise SettingsError("TRUCKROLL_OSRM_URL: required with TRUCKROLL_ROUTER=osrm")
     tracking = TrackingSettings(
-        router=router,  # type: ignore[arg-type]
-        osrm_url=osrm_url,
-        osrm_timeout_s=_float(environ, "TRUCKROLL_OSRM_TIMEOUT_S", 2.0, 0.1, 30),
-        detour_factor=_float(environ, "TRUCKROLL_ETA_DETOUR_FACTOR", 1.3, 1.0, 5.0),
-        city_speed_kmh=_float(environ, "TRUCKROLL_ETA_CITY_SPEED_KMH", 30.0, 1.0, 200.0),
-        rate_limit_per_minute=_int(environ, "TRUCKROLL_TRACKING_RATE_LIMIT", 60, 1, 100_000),
-        ping_retention_days=_int(environ, "TRUCKROLL_PING_RETENTION_DAYS", 30, 1, 3650),
+        **_given(
+            router=router,
+            osrm_url=osrm_url,
+            osrm_timeout_s=_float(environ, "TRUCKROLL_OSRM_TIMEOUT_S", 0.1, 30),
+            eta=EtaModel(
+                **_given(
+                    detour_factor=_float(environ, "TRUCKROLL_ETA_DETOUR_FACTOR", 1.0, 5.0),
+                    city_speed_kmh=_float(environ, "TRUCKROLL_ETA_CITY_SPEED_KMH", 1.0, 200.0),
+                )
+            ),
+            rate_limit_per_minute=_int(environ, "TRUCKROLL_TRACKING_RATE_LIMIT", 1, 100_000),
+            ping_retention_days=_int(environ, "TRUCKROLL_PING_RETENTION_DAYS", 1, 3650),
+        )
     )
     return Settings(
         tracking=tracking,

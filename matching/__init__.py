@@ -13,7 +13,6 @@ from matching.candidates import (
     OverLimit,
     WaveSpec,
     Withheld,
-    eta_seconds,
     evaluate,
     exclusion_reasons,
     haversine_m,
@@ -21,12 +20,14 @@ from matching.candidates import (
     over_limits,
     score,
 )
+from matching.eta import EtaModel
 
 __all__ = [
     "DEFAULT_SETTINGS",
     "ENGAGEMENT_LIMITS",
     "Candidate",
     "EngagementPolicy",
+    "EtaModel",
     "Excluded",
     "JobSpec",
     "MatchResult",
@@ -35,7 +36,6 @@ __all__ = [
     "OverLimit",
     "WaveSpec",
     "Withheld",
-    "eta_seconds",
     "evaluate",
     "exclusion_reasons",
     "haversine_m",

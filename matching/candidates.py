@@ -38,9 +38,9 @@ Distance and ETA
     Great-circle distance (haversine on the mean Earth radius). PostGIS geography measures on the WGS84
     spheroid, which differs by up to ~0.3 %; the database layer passes in `distances` the figures it ordered
     by, so that the pool it retrieved and the pool computed here are the same members. `Candidate.distance_m`
-    is reported to the decimetre. ETA is
-    distance × `detour_factor` / speed, the speed being the member's recent speed when measured from a live
-    position and at least `moving_speed_mps`, else `default_speed_mps` (30 km/h); whole seconds.
+    is reported to the decimetre. The ETA is `settings.eta` (`matching.eta.EtaModel`: distance × 1.3 at the
+    member's recent speed when moving, else 30 km/h) in whole seconds; the recent speed counts only when the
+    distance is measured from a live position (an ASAP job): a later job's trip starts from home.
 
 Score — a weighted sum in [0, 1] (weights are settings: non-negative, adding up to 1):
     proximity    0.5 × (1 − min(eta_s / proximity_horizon_s, 1))   an ETA of an hour or more counts 0
@@ -75,6 +75,8 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 
 import msgspec
+
+from matching.eta import EtaModel
 
 PREFERRED = "preferred"
 EARTH_MEAN_RADIUS_M = 6_371_008.8
@@ -141,9 +143,7 @@ class WaveSpec(msgspec.Struct, frozen=True, kw_only=True):
 class MatchSettings(msgspec.Struct, frozen=True, kw_only=True):
     asap_horizon_s: int = 7200
     fresh_location_s: int = 600
-    detour_factor: float = 1.3
-    default_speed_mps: float = 30 / 3.6
-    moving_speed_mps: float = 1.0
+    eta: EtaModel = EtaModel()
     pool_size: int = 100
     proximity_horizon_s: int = 3600
     weight_proximity: float = 0.5
@@ -158,8 +158,8 @@ class MatchSettings(msgspec.Struct, frozen=True, kw_only=True):
             raise ValueError("score weights must be non-negative and add up to 1")
         if self.pool_size < 1:
             raise ValueError("pool_size must be at least 1")
-        if self.default_speed_mps <= 0 or self.proximity_horizon_s <= 0:
-            raise ValueError("default_speed_mps and proximity_horizon_s must be positive")
+        if self.proximity_horizon_s <= 0:
+            raise ValueError("proximity_horizon_s must be positive")
 
 
 DEFAULT_SETTINGS = MatchSettings()
@@ -302,14 +302,6 @@ def _credential_reasons(member: MemberSnapshot, job: JobSpec) -> list[str]:
     return reasons
 
 
-def eta_seconds(distance_m: float, speed_mps: float | None = None, settings: MatchSettings = DEFAULT_SETTINGS) -> int:
-    """Travel time in whole seconds; `speed_mps` is the recent speed at a live position (None otherwise)."""
-    speed = (
-        speed_mps if speed_mps is not None and speed_mps >= settings.moving_speed_mps else settings.default_speed_mps
-    )
-    return round(distance_m * settings.detour_factor / speed)
-
-
 def score(
     member: MemberSnapshot, eta_s: int, settings: MatchSettings = DEFAULT_SETTINGS
 ) -> tuple[float, dict[str, float]]:
@@ -369,7 +361,7 @@ def evaluate(
     pool = heapq.nsmallest(settings.pool_size, eligible, key=lambda entry: (entry[0], entry[1]))
     ranked = []
     for distance, technician_id, member in pool:
-        eta_s = eta_seconds(distance, member.speed_mps if asap else None, settings)
+        eta_s = settings.eta.seconds(distance, member.speed_mps if asap else None)
         member_score, components = score(member, eta_s, settings)
         ranked.append((member_score, distance, technician_id, eta_s, components, member))
     ranked.sort(key=lambda entry: (-entry[0], entry[1], entry[2]))

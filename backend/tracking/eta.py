@@ -1,7 +1,8 @@
 """Arrival estimates behind a small router interface.
 
-The default is the great circle times a detour factor, at the technician's own speed while they move
-and at a city speed otherwise: no dependency, and honest enough inside a city. A road router (OSRM)
+The default is matching's ETA model (`matching.eta.EtaModel`, the one candidates are ranked by): the great
+circle times a detour factor, at the technician's own speed while they move and at a city speed otherwise;
+no dependency, and honest enough inside a city. A road router (OSRM)
 replaces it by configuration; when that router fails or is slow, the estimate falls back to the great
 circle rather than leaving the customer without one.
 """
@@ -16,7 +17,7 @@ from typing import NamedTuple, Protocol
 import httpx
 
 from backend.settings import TrackingSettings
-from matching import haversine_m
+from matching import EtaModel, haversine_m
 
 log = logging.getLogger("truckroll.tracking")
 
@@ -43,22 +44,17 @@ def great_circle_m(a: Point, b: Point) -> float:
 
 
 class GreatCircleRouter:
-    def __init__(
-        self, *, detour_factor: float = 1.3, default_speed_mps: float = 30 / 3.6, moving_speed_mps: float = 1.0
-    ) -> None:
-        self.detour_factor = detour_factor
-        self.default_speed_mps = default_speed_mps
-        self.moving_speed_mps = moving_speed_mps
+    def __init__(self, model: EtaModel = EtaModel()) -> None:
+        self.model = model
 
     async def eta(self, origin: Point, destination: Point, speed_mps: float | None) -> RouteEstimate:
         return self.estimate(origin, destination, speed_mps)
 
     def estimate(self, origin: Point, destination: Point, speed_mps: float | None) -> RouteEstimate:
-        distance = great_circle_m(origin, destination) * self.detour_factor
-        # Someone standing still (at a light, loading the van) will not stay still: use the city's speed.
-        moving = speed_mps is not None and speed_mps >= self.moving_speed_mps
-        speed = speed_mps if moving else self.default_speed_mps
-        return RouteEstimate(distance_m=distance, duration_s=distance / speed)
+        distance = great_circle_m(origin, destination)
+        return RouteEstimate(
+            distance_m=self.model.road_m(distance), duration_s=self.model.duration_s(distance, speed_mps)
+        )
 
 
 class OsrmRouter:
@@ -87,18 +83,10 @@ class OsrmRouter:
             return self.fallback.estimate(origin, destination, speed_mps)
 
 
-def great_circle_router(settings: TrackingSettings) -> GreatCircleRouter:
-    return GreatCircleRouter(
-        detour_factor=settings.detour_factor,
-        default_speed_mps=settings.city_speed_kmh / 3.6,
-        moving_speed_mps=settings.moving_speed_mps,
-    )
-
-
 @asynccontextmanager
 async def open_router(settings: TrackingSettings) -> AsyncIterator[Router]:
     """The configured router, with its HTTP client (if any) open for as long as the context lasts."""
-    fallback = great_circle_router(settings)
+    fallback = GreatCircleRouter(settings.eta)
     if settings.router != "osrm" or not settings.osrm_url:
         yield fallback
         return

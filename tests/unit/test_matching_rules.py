@@ -13,7 +13,6 @@ from matching import (
     MatchSettings,
     MemberSnapshot,
     WaveSpec,
-    eta_seconds,
     evaluate,
     exclusion_reasons,
     haversine_m,
@@ -319,7 +318,7 @@ def test_haversine_on_the_mean_earth_radius():
     ],
 )
 def test_eta_uses_recent_speed_only_when_moving(speed, eta):
-    assert eta_seconds(10_000, speed, SETTINGS) == eta
+    assert SETTINGS.eta.seconds(10_000, speed) == eta
 
 
 def test_eta_of_a_later_job_ignores_the_recent_speed():

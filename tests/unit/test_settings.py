@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from backend.settings import SettingsError, load_settings
+from backend.settings import DEV_ADMIN_TOKEN, SettingsError, load_settings
 
 PRODUCTION = {
     "TRUCKROLL_ENV": "production",
@@ -17,8 +17,50 @@ def test_development_defaults() -> None:
     settings = load_settings({})
     assert settings.env == "development"
     assert settings.database.url is None  # the embedded cluster
+    assert settings.database.pool_size == 10
     assert (settings.server.host, settings.server.port) == ("127.0.0.1", 8000)
+    assert settings.server.max_body_bytes == 1024 * 1024
+    assert (settings.auth.admin_token, settings.auth.firebase_project_id) == (DEV_ADMIN_TOKEN, "truckroll-dev")
     assert settings.push.mode == "log"
+    assert settings.worker.mode == "inprocess"
+    assert (settings.tracking.router, settings.tracking.osrm_url, settings.tracking.osrm_timeout_s) == (
+        "greatcircle",
+        None,
+        2.0,
+    )
+
+
+def test_an_empty_variable_counts_as_unset() -> None:
+    names = ["TRUCKROLL_ENV", "TRUCKROLL_PORT", "TRUCKROLL_HOST", "TRUCKROLL_PUSH", "TRUCKROLL_ETA_DETOUR_FACTOR"]
+    assert load_settings(dict.fromkeys(names, "")) == load_settings({})
+
+
+def test_production_defaults_push_through_fcm_and_run_the_worker_apart() -> None:
+    settings = load_settings({**PRODUCTION, "TRUCKROLL_PUSH": "", "GOOGLE_APPLICATION_CREDENTIALS": __file__})
+    assert (settings.push.mode, settings.worker.mode) == ("fcm", "external")
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "read"),
+    [
+        ("TRUCKROLL_DB_POOL_SIZE", "25", lambda s: s.database.pool_size == 25),
+        ("TRUCKROLL_HOST", "0.0.0.0", lambda s: s.server.host == "0.0.0.0"),
+        ("TRUCKROLL_PORT", "9000", lambda s: s.server.port == 9000),
+        ("TRUCKROLL_MAX_BODY_BYTES", "2048", lambda s: s.server.max_body_bytes == 2048),
+        ("TRUCKROLL_ADMIN_TOKEN", "operator", lambda s: s.auth.admin_token == "operator"),
+        ("TRUCKROLL_FIREBASE_PROJECT_ID", "acme", lambda s: s.auth.firebase_project_id == "acme"),
+        ("TRUCKROLL_PUSH", "fcm", lambda s: s.push.mode == "fcm"),
+        ("TRUCKROLL_WORKER", "external", lambda s: s.worker.mode == "external"),
+        ("TRUCKROLL_OSRM_TIMEOUT_S", "0.5", lambda s: s.tracking.osrm_timeout_s == 0.5),
+        ("TRUCKROLL_ETA_DETOUR_FACTOR", "1.6", lambda s: s.tracking.eta.detour_factor == 1.6),
+        ("TRUCKROLL_ETA_CITY_SPEED_KMH", "45", lambda s: s.tracking.eta.city_speed_kmh == 45.0),
+        ("TRUCKROLL_TRACKING_RATE_LIMIT", "120", lambda s: s.tracking.rate_limit_per_minute == 120),
+        ("TRUCKROLL_PING_RETENTION_DAYS", "7", lambda s: s.tracking.ping_retention_days == 7),
+    ],
+)
+def test_each_variable_sets_its_setting(variable: str, value: str, read) -> None:
+    assert not read(load_settings({}))
+    assert read(load_settings({variable: value}))
 
 
 def test_database_url_spellings_all_drive_psycopg() -> None:
@@ -49,6 +91,10 @@ def test_production_accepts_a_complete_configuration() -> None:
     [
         ({"TRUCKROLL_PORT": "eighty"}, "TRUCKROLL_PORT"),
         ({"TRUCKROLL_PORT": "70000"}, "TRUCKROLL_PORT"),
+        ({"TRUCKROLL_DB_POOL_SIZE": "0"}, "TRUCKROLL_DB_POOL_SIZE"),
+        ({"TRUCKROLL_MAX_BODY_BYTES": "100"}, "TRUCKROLL_MAX_BODY_BYTES"),
+        ({"TRUCKROLL_WORKER": "cron"}, "TRUCKROLL_WORKER"),
+        ({"TRUCKROLL_OSRM_TIMEOUT_S": "60"}, "TRUCKROLL_OSRM_TIMEOUT_S"),
         ({"TRUCKROLL_ENV": "staging"}, "TRUCKROLL_ENV"),
         ({"TRUCKROLL_PUSH": "carrier-pigeon"}, "TRUCKROLL_PUSH"),
         ({"DATABASE_URL": "mysql://x/y"}, "DATABASE_URL"),
