@@ -22,7 +22,7 @@ def admin_url() -> str:
 def bench_database(name: str) -> str:
     """A migrated database of the benchmark's own next to the development one; returns its URL."""
     from backend.db.migrate import upgrade
-    from backend.queue import libpq_url
+    from backend.settings import libpq_url
 
     server = admin_url()
     base, _, query = server.partition("?")

@@ -27,8 +27,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import psycopg
 
-from backend.queue import libpq_url
-from backend.settings import REPO_ROOT
+from backend.settings import REPO_ROOT, libpq_url
 from bench.common import bench_database
 
 JOBS = int(os.environ.get("BENCH_JOBS", "200"))

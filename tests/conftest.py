@@ -21,7 +21,7 @@ os.environ.setdefault("FIREBASE_AUTH_EMULATOR_HOST", "127.0.0.1:9099")
 
 from backend.app import create_app
 from backend.db.migrate import upgrade
-from backend.settings import Settings, load_settings
+from backend.settings import Settings, libpq_url, load_settings, sqlalchemy_url
 from infra.postgis import LocalCluster
 from tests.fakes.fcm import FakeFcmServer
 from tests.helpers import ADMIN_TOKEN, PROJECT_ID
@@ -39,16 +39,12 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-def _libpq(url: str) -> str:
-    return url.replace("postgresql+psycopg://", "postgresql://", 1)
-
-
 @pytest.fixture(scope="session")
 def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     external = os.environ.get("DATABASE_URL")
     if external:
         name = f"truckroll_test_{uuid.uuid4().hex[:8]}"
-        admin = _libpq(external.replace("postgres://", "postgresql://", 1))
+        admin = libpq_url(sqlalchemy_url(external))
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(f'CREATE DATABASE "{name}"')
         base, _, query = admin.partition("?")
@@ -75,7 +71,7 @@ def migrated(database_url: str) -> str:
 
 @pytest.fixture(scope="session")
 def app_tables(migrated: str) -> list[str]:
-    with psycopg.connect(_libpq(migrated)) as conn:
+    with psycopg.connect(libpq_url(migrated)) as conn:
         rows = conn.execute(
             "SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
             "AND tablename NOT IN ('alembic_version', 'spatial_ref_sys')"
@@ -86,7 +82,7 @@ def app_tables(migrated: str) -> list[str]:
 @pytest.fixture
 def db(migrated: str, app_tables: list[str]) -> Iterator[psycopg.Connection]:
     """A direct connection for assertions; after the test every application table is emptied."""
-    with psycopg.connect(_libpq(migrated), autocommit=True) as conn:
+    with psycopg.connect(libpq_url(migrated), autocommit=True) as conn:
         yield conn
         if app_tables:
             conn.execute(f"TRUNCATE {', '.join(app_tables)} RESTART IDENTITY CASCADE")

@@ -34,7 +34,7 @@ from litestar import Litestar
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from backend.db.engine import database_url
-from backend.queue import libpq_url
+from backend.settings import libpq_url
 from backend.tracking import services
 from backend.tracking.eta import Router
 from backend.tracking.schemas import TrackingView
