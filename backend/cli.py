@@ -199,12 +199,13 @@ def cmd_dev_token(args: argparse.Namespace) -> None:
 
 
 def cmd_simulate(args: argparse.Namespace) -> None:
-    """Drive the running API with simulated technicians and a dispatcher (see backend/simulate.py)."""
+    """Drive the running API with simulated technicians and a dispatcher (see simulator/)."""
     import signal
 
     import httpx
 
-    from backend.simulate import Options, SimulationError, run_simulation
+    from backend.auth import emulator_id_token
+    from simulator import Options, SimulationError, run_simulation
 
     settings = _settings()
     if settings.is_production:
@@ -219,9 +220,10 @@ def cmd_simulate(args: argparse.Namespace) -> None:
         lat, lon = (float(x) for x in args.city.split(","))
     except ValueError:
         sys.exit("truckroll: --city must be LAT,LON")
+    project_id = args.project_id or settings.auth.firebase_project_id
     options = Options(
         api_key=api_key,
-        project_id=args.project_id or settings.auth.firebase_project_id,
+        id_token=lambda uid: emulator_id_token(uid, project_id, lifetime_s=3600),
         technicians=args.technicians,
         jobs_per_minute=args.jobs_per_minute,
         duration_s=args.duration,

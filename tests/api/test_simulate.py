@@ -9,7 +9,8 @@ import httpx
 import psycopg
 from litestar.testing import AsyncTestClient
 
-from backend.simulate import Options, Summary, run_simulation
+from backend.auth import emulator_id_token
+from simulator import Options, Summary, run_simulation
 from tests.api.jobs_helpers import in_app_loop
 from tests.helpers import PROJECT_ID, new_org
 
@@ -19,7 +20,7 @@ async def test_simulation_posts_fills_and_completes_jobs(client: AsyncTestClient
     api_key = org["Authorization"].removeprefix("Bearer ")
     options = Options(
         api_key=api_key,
-        project_id=PROJECT_ID,
+        id_token=lambda uid: emulator_id_token(uid, PROJECT_ID),
         technicians=5,
         jobs_per_minute=30,  # one every ~2 s
         duration_s=20,

@@ -1,12 +1,14 @@
-"""`truckroll simulate`: a demo and end-to-end driver of the real HTTP API.
+"""`truckroll simulate`: a demo and end-to-end driver of the real HTTP API, and only its client (it imports
+nothing of the server).
 
 N simulated technicians are onboarded into an organisation (by its API key), go on duty, register a
 device and wander around a city, pinging their position. A dispatcher posts ASAP jobs at random points
 at a given rate. Each technician polls its offers, accepts or declines after a human delay, drives to
 the site along a plausible path (pinging as it goes), checks in, works a little and completes the job.
 
-Everything goes through HTTP with one `httpx.AsyncClient`: technicians use Firebase-emulator ID tokens
-(development only), the dispatcher the organisation's key, and the ETA is read from the customer's link.
+Everything goes through HTTP with one `httpx.AsyncClient`: technicians use the ID tokens the caller mints
+(`truckroll simulate`: Firebase-emulator tokens, development only), the dispatcher the organisation's key,
+and the ETA is read from the customer's link.
 Travel is compressed by `speed_up`: a technician driving at 40 km/h with speed-up 60 covers in one
 wall-clock second what takes a minute; ETAs and travel times are compared in simulated seconds.
 """
@@ -27,8 +29,6 @@ from typing import Any
 
 import httpx
 
-from backend.auth import emulator_id_token
-
 SKILLS = ["hvac", "electrical", "plumbing", "networking"]
 TITLES = {
     "hvac": ["Boiler does not start", "Heat pump error E3", "No cooling in server room"],
@@ -45,7 +45,8 @@ FILLED_STATUSES = {"assigned", "en_route", "on_site", "completed"}
 @dataclass
 class Options:
     api_key: str
-    project_id: str
+    id_token: Callable[[str], str]
+    """A technician's ID token for their Firebase uid, valid for at least an hour (asked again after 50 min)."""
     technicians: int = 30
     jobs_per_minute: float = 6.0
     duration_s: float = 0.0
@@ -305,15 +306,14 @@ class Technician:
         self.requirements = requirements
         self.id: str | None = None
         self.busy = False
-        self._token: tuple[str, float] | None = None
+        self._token: tuple[str, float] | None = None  # (token, when to ask for a new one)
         self._last_ping = 0.0
 
     @property
     def auth(self) -> dict[str, str]:
         now = time.time()
-        if self._token is None or self._token[1] < now + 600:
-            token = emulator_id_token(self.uid, self.sim.o.project_id, lifetime_s=3600)
-            self._token = (token, now + 3600)
+        if self._token is None or self._token[1] < now:
+            self._token = (self.sim.o.id_token(self.uid), now + 3000)
         return {"Authorization": f"Bearer {self._token[0]}"}
 
     async def setup(self) -> bool:
