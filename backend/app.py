@@ -37,10 +37,11 @@ from backend.orgs.controllers import AdminOrgController
 from backend.presence.controllers import MeController
 from backend.presence.recorder import PingRecorder
 from backend.push import make_sender
-from backend.queue import WORKER_OPTIONS, libpq_url, make_queue, run_supervised_worker
+from backend.queue import WORKER_OPTIONS, Runtime, run_supervised_worker
+from backend.settings import libpq_url
 from backend.ratings.controllers import RatingController
 from backend.settings import Settings, load_settings
-from backend.tasks import Runtime
+from backend.tasks import make_queue
 from backend.technicians.controllers import TechnicianController
 from backend.tracking.controllers import eta_router, tracking_router
 from backend.tracking.live import live_tracking

@@ -91,8 +91,8 @@ def cmd_worker(args: argparse.Namespace) -> None:
 
     from backend.db.engine import make_engine, make_sessionmaker
     from backend.push import make_sender
-    from backend.queue import WORKER_OPTIONS, make_queue, run_supervised_worker
-    from backend.tasks import Runtime
+    from backend.queue import WORKER_OPTIONS, Runtime, run_supervised_worker
+    from backend.tasks import make_queue
 
     settings = _settings()
     url = _database_url(settings)

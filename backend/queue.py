@@ -1,7 +1,9 @@
-"""The durable job queue (procrastinate on the same PostgreSQL): offer deadlines and push delivery.
+"""The durable job queue (procrastinate on the same PostgreSQL): offer deadlines, push delivery, maintenance.
 
-Work is deferred on the connection of the transaction that causes it, so it exists if and only if that
-transaction commits: an offer and its push are never separated by a crash.
+Tasks are declared where their work lives, on the `tasks` blueprint (`@tasks.task(...)`), and deferred by the
+task itself: `await defer(session, queue, close_wave_task, job_id=...)`. Work is deferred on the connection of
+the transaction that causes it, so it exists if and only if that transaction commits: an offer and its push
+are never separated by a crash. `backend.tasks.make_queue` builds the queue with every task registered.
 """
 
 from __future__ import annotations
@@ -9,28 +11,61 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import procrastinate
-from sqlalchemy.ext.asyncio import AsyncSession
+from procrastinate.tasks import Task
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from backend.settings import TrackingSettings, libpq_url
+from notifications import PushSender
 
 log = logging.getLogger("truckroll.queue")
 
 QUEUES = ["dispatch", "push", "maintenance"]
 
+tasks = procrastinate.Blueprint()
+"""Every task of the queue. A blueprint only declares them; each queue (`queue_with`) registers them afresh,
+so that several queues in one process (tests, benchmarks) never share or rename a task."""
 
-def libpq_url(sqlalchemy_url: str) -> str:
-    return sqlalchemy_url.replace("postgresql+psycopg://", "postgresql://", 1)
+
+@dataclass
+class Runtime:
+    """What the tasks need, handed to the worker as its context (`context.additional_context["runtime"]`)."""
+
+    sessionmaker: async_sessionmaker[AsyncSession]
+    sender: PushSender
+    tracking: TrackingSettings = field(default_factory=TrackingSettings)
 
 
-def make_queue(sqlalchemy_url: str) -> procrastinate.App:
-    from backend import tasks
+def runtime_of(context: procrastinate.JobContext) -> Runtime:
+    return context.additional_context["runtime"]
 
+
+def queue_with(sqlalchemy_url: str, blueprint: procrastinate.Blueprint) -> procrastinate.App:
+    """A queue on the database with the blueprint's tasks (and periodic tasks) registered under their names."""
     app = procrastinate.App(
         connector=procrastinate.PsycopgConnector(conninfo=libpq_url(sqlalchemy_url), min_size=1, max_size=4),
     )
-    tasks.register(app)
+    for task in blueprint.tasks.values():
+        app.task(
+            name=task.name,
+            queue=task.queue,
+            pass_context=task.pass_context,
+            retry=task.retry_strategy or False,
+            lock=task.lock,
+            queueing_lock=task.queueing_lock,
+            priority=task.priority,
+        )(task.func)
+    for periodic in blueprint.periodic_registry.periodic_tasks.values():
+        app.periodic_registry.register_task(
+            task=app.tasks[periodic.task.name],
+            cron=periodic.cron,
+            periodic_id=periodic.periodic_id,
+            configure_kwargs=periodic.configure_kwargs,
+        )
     return app
 
 
@@ -40,13 +75,18 @@ async def _raw_connection(session: AsyncSession):
 
 
 async def defer(
-    session: AsyncSession, queue: procrastinate.App, task: str, *, at: datetime | None = None, **args: Any
+    session: AsyncSession, queue: procrastinate.App, task: Task, *, at: datetime | None = None, **args: Any
 ) -> None:
     """Enqueue `task` in the session's transaction (it runs only if the transaction commits)."""
     options: dict[str, Any] = {"connection": await _raw_connection(session)}
     if at is not None:
         options["schedule_at"] = at
-    await queue.tasks[task].configure(**options).defer_async(**args)
+    await queue.tasks[task.name].configure(**options).defer_async(**args)
+
+
+async def defer_now(queue: procrastinate.App, task: Task, *, at: datetime | None = None, **args: Any) -> None:
+    """Enqueue `task` on the queue's own connection: for work that follows work already committed."""
+    await queue.tasks[task.name].configure(schedule_at=at).defer_async(**args)
 
 
 async def run_supervised_worker(app: procrastinate.App, **options: Any) -> None:

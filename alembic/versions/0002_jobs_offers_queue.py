@@ -77,6 +77,8 @@ def upgrade() -> None:
         sa.Column("tracking_token", sa.Text(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
+        # Every matching.lifecycle.JobStatus of this revision (a migration is frozen in time: the values are
+        # written out, not imported; a new status comes with a migration of its own).
         sa.CheckConstraint(
             "status IN ('open', 'offering', 'assigned', 'en_route', 'on_site', 'completed', 'cancelled', 'unfilled')",
             name=op.f("ck_jobs_status"),
@@ -90,6 +92,8 @@ def upgrade() -> None:
         sa.UniqueConstraint("tracking_token", name=op.f("uq_jobs_tracking_token")),
     )
     op.create_index("ix_jobs_org_id_created_at", "jobs", ["org_id", "created_at", "id"], unique=False)
+    # "Busy" in matching: matching.lifecycle.ACTIVE as of this revision. The queries that rely on this partial
+    # index write the same set literally (lifecycle.sql_list), so that the planner can prove they match it.
     op.create_index(
         "ix_jobs_technician_id_active",
         "jobs",

@@ -29,6 +29,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from matching.lifecycle import ACTIVE, JobStatus, sql_list
+
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -184,10 +186,7 @@ class Device(Base):
 class Job(Base):
     __tablename__ = "jobs"
     __table_args__ = (
-        CheckConstraint(
-            "status IN ('open', 'offering', 'assigned', 'en_route', 'on_site', 'completed', 'cancelled', 'unfilled')",
-            name="status",
-        ),
+        CheckConstraint(f"status IN ({sql_list(frozenset(JobStatus))})", name="status"),
         CheckConstraint("window_end > window_start", name="window"),
         Index("ix_jobs_org_id_created_at", "org_id", "created_at", "id"),
         # "busy" in matching: a technician's active jobs and their windows.
@@ -195,7 +194,7 @@ class Job(Base):
             "ix_jobs_technician_id_active",
             "technician_id",
             "window_start",
-            postgresql_where=text("status IN ('assigned', 'en_route', 'on_site')"),
+            postgresql_where=text(f"status IN ({sql_list(ACTIVE)})"),
         ),
         # Engagement: the work a technician did for an organisation, from check-in to completion.
         Index(

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import secrets
 import uuid
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import msgspec
 import procrastinate
@@ -22,22 +22,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.compliance import engagement
 from backend.db.geo import point
-from backend.db.models import Job, JobEvent, Offer, PoolMembership
+from backend.db.models import Job, Offer
 from backend.errors import Conflict, NotFound
 from backend.jobs import services
+from backend.jobs.lifecycle import move, record, require, tally
 from backend.jobs.schemas import JobCreate, Wave
-from backend.queue import defer
+from backend.push import send_later
+from backend.queue import defer, runtime_of, tasks
 from backend.technicians.services import normalize_skills
 from matching import WaveSpec
-
-DISPATCHABLE = ("open", "unfilled")
-CANCELLABLE = ("open", "offering", "assigned", "en_route", "on_site", "unfilled")
-
-
-def require(job: Job, allowed: tuple[str, ...], action: str) -> None:
-    """409 unless the job is in one of the `allowed` states."""
-    if job.status not in allowed:
-        raise Conflict(f"a job that is {job.status} cannot be {action}", status=job.status)
+from matching.lifecycle import Action, JobStatus
+from notifications.messages import JobAssigned, JobOffer, OfferWithdrawn
 
 
 def _require_open(offer: Offer, now: datetime) -> None:
@@ -53,27 +48,13 @@ async def assigned_job(job_id: uuid.UUID, technician_id: uuid.UUID, session: Asy
     return row
 
 
-def _event(session: AsyncSession, job_id: uuid.UUID, type_: str, now: datetime, **data) -> None:
-    session.add(JobEvent(job_id=job_id, type=type_, at=now, data=data))
-
-
-async def _tally(session: AsyncSession, org_id: uuid.UUID, technician_ids, *counters: str) -> None:
-    """Bump the members' reliability counters (matching.curation) with the event they count, in its transaction."""
-    if technician_ids:
-        await session.execute(
-            update(PoolMembership)
-            .where(PoolMembership.org_id == org_id, PoolMembership.technician_id.in_(technician_ids))
-            .values({c: getattr(PoolMembership, c) + 1 for c in counters})
-        )
-
-
 async def post_job(
     org_id: uuid.UUID, data: JobCreate, *, session: AsyncSession, queue: procrastinate.App, now: datetime
 ) -> uuid.UUID:
     hours = data.estimated_hours or (data.window.end - data.window.start).total_seconds() / 3600
     job = Job(
         org_id=org_id,
-        status="open",
+        status=JobStatus.OPEN,
         title=data.title.strip(),
         description=data.description,
         external_ref=data.external_ref,
@@ -93,7 +74,7 @@ async def post_job(
     )
     session.add(job)
     await session.flush()
-    _event(session, job.id, "posted", now)
+    record(session, job.id, "posted", now)
     if data.dispatch.auto:
         # Nobody else sees the job before this transaction commits: no need to read it back or lock it.
         row = services.JobRow(job, data.location.lat, data.location.lon)
@@ -106,10 +87,10 @@ async def dispatch(
     org_id: uuid.UUID, job_id: uuid.UUID, *, session: AsyncSession, queue: procrastinate.App, now: datetime
 ) -> None:
     row = await _locked(org_id, job_id, session)
-    require(row.Job, DISPATCHABLE, "dispatched")
-    if row.Job.status == "unfilled":
+    if row.Job.status == JobStatus.UNFILLED:
         row.Job.current_wave = 0  # a restart walks the waves again; earlier offerees stay excluded
-    _event(session, job_id, "dispatch_started", now)
+    move(row.Job, Action.DISPATCH, now)
+    record(session, job_id, "dispatch_started", now)
     await _next_wave(org_id, row, session=session, queue=queue, now=now)
     await session.commit()
 
@@ -133,7 +114,7 @@ async def _next_wave(org_id: uuid.UUID, row, *, session: AsyncSession, queue: pr
         )
         await engagement.raise_alerts(org_id, job.id, engagement.passed_limits(result), now=now, session=session)
         if not result.candidates:
-            _event(session, job.id, "wave_empty", now, wave=job.current_wave)
+            record(session, job.id, "wave_empty", now, wave=job.current_wave)
             continue
         expires_at = now + timedelta(seconds=wave.offer_ttl_s)
         offers = [
@@ -150,35 +131,29 @@ async def _next_wave(org_id: uuid.UUID, row, *, session: AsyncSession, queue: pr
             for c in result.candidates
         ]
         session.add_all(offers)
-        job.status = "offering"
-        job.updated_at = now
-        _event(session, job.id, "wave_started", now, wave=job.current_wave, offers=len(offers))
+        move(job, Action.OFFER, now)
+        record(session, job.id, "wave_started", now, wave=job.current_wave, offers=len(offers))
         await session.flush()
-        await defer(
+        await send_later(
             session,
             queue,
-            "deliver_push",
-            messages=[
-                {
-                    "technician_id": str(o.technician_id),
-                    "data": {
-                        "type": "job_offer",
-                        "offer_id": str(o.id),
-                        "job_id": str(job.id),
-                        "expires_at": expires_at.isoformat(),
-                    },
-                    "title": f"New job: {job.title}",
-                    "body": f"{o.distance_m / 1000:.1f} km away — reply before {expires_at:%H:%M} UTC",
-                    "ttl_s": wave.offer_ttl_s,
-                }
+            [
+                JobOffer(
+                    technician_id=str(o.technician_id),
+                    job_id=str(job.id),
+                    offer_id=str(o.id),
+                    expires_at=expires_at,
+                    title=job.title,
+                    distance_m=o.distance_m,
+                    offer_ttl_s=wave.offer_ttl_s,
+                )
                 for o in offers
             ],
         )
-        await defer(session, queue, "close_wave", at=expires_at, job_id=str(job.id), wave=job.current_wave)
+        await defer(session, queue, close_wave_task, at=expires_at, job_id=str(job.id), wave=job.current_wave)
         return
-    job.status = "unfilled"
-    job.updated_at = now
-    _event(session, job.id, "unfilled", now)
+    move(job, Action.EXHAUST, now)
+    record(session, job.id, "unfilled", now)
 
 
 async def _withdraw_pending(
@@ -198,19 +173,11 @@ async def _withdraw_pending(
 
 async def _tell_offers_gone(job_id: uuid.UUID, offers, *, session: AsyncSession, queue: procrastinate.App) -> None:
     """`offer_withdrawn` to the phones of offers that ended without being accepted."""
-    if offers:
-        await defer(
-            session,
-            queue,
-            "deliver_push",
-            messages=[
-                {
-                    "technician_id": str(o.technician_id),
-                    "data": {"type": "offer_withdrawn", "offer_id": str(o.id), "job_id": str(job_id)},
-                }
-                for o in offers
-            ],
-        )
+    await send_later(
+        session,
+        queue,
+        [OfferWithdrawn(technician_id=str(o.technician_id), job_id=str(job_id), offer_id=str(o.id)) for o in offers],
+    )
 
 
 async def accept(
@@ -229,18 +196,15 @@ async def accept(
     job = await session.scalar(select(Job).where(Job.id == job_id).with_for_update())
     offer = await session.scalar(select(Offer).where(Offer.id == offer_id).execution_options(populate_existing=True))
     _require_open(offer, now)
-    if job.status != "offering":
-        raise Conflict("this job has already been taken", status="taken")
-    job.status = "assigned"
+    move(job, Action.ACCEPT, now)
     job.technician_id = technician_id
-    job.updated_at = now
     org_id = job.org_id
     offer.status = "accepted"
     offer.responded_at = now
     await session.flush()
-    await _tally(session, org_id, [technician_id], "offers_answered", "offers_accepted", "assignments")
-    _event(session, offer.job_id, "accepted", now, technician_id=str(technician_id), offer_id=str(offer_id))
-    _event(session, offer.job_id, "assigned", now, technician_id=str(technician_id), by="offer")
+    await tally(session, org_id, [technician_id], "offers_answered", "offers_accepted", "assignments")
+    record(session, offer.job_id, "accepted", now, technician_id=str(technician_id), offer_id=str(offer_id))
+    record(session, offer.job_id, "assigned", now, technician_id=str(technician_id), by="offer")
     await _withdraw_pending(offer.job_id, session=session, queue=queue, now=now)
     await session.commit()
     return offer.job_id
@@ -264,8 +228,8 @@ async def decline(
     offer.status = "declined"
     offer.responded_at = now
     offer.reason = reason
-    await _tally(session, job_row.Job.org_id, [technician_id], "offers_answered")
-    _event(session, offer.job_id, "declined", now, technician_id=str(technician_id), wave=offer.wave, reason=reason)
+    await tally(session, job_row.Job.org_id, [technician_id], "offers_answered")
+    record(session, offer.job_id, "declined", now, technician_id=str(technician_id), wave=offer.wave, reason=reason)
     await session.flush()
     await _next_wave_if_done(job_row, offer.wave, session=session, queue=queue, now=now)
     await session.commit()
@@ -274,7 +238,7 @@ async def decline(
 async def _next_wave_if_done(row, wave: int, *, session: AsyncSession, queue: procrastinate.App, now: datetime) -> None:
     """When the job's current wave is `wave` and none of its offers is pending any more, the next one starts."""
     job: Job = row.Job
-    if job.status != "offering" or job.current_wave != wave:
+    if job.status != JobStatus.OFFERING or job.current_wave != wave:
         return
     pending = await session.scalar(
         select(func.count())
@@ -303,8 +267,8 @@ async def close_wave(
         )
     ).all()
     if expired:
-        await _tally(session, job.org_id, [o.technician_id for o in expired], "offers_answered")
-        _event(session, job_id, "offers_expired", now, wave=wave, offers=len(expired))
+        await tally(session, job.org_id, [o.technician_id for o in expired], "offers_answered")
+        record(session, job_id, "offers_expired", now, wave=wave, offers=len(expired))
         await _tell_offers_gone(job_id, expired, session=session, queue=queue)
     await _next_wave_if_done(row, wave, session=session, queue=queue, now=now)
     await session.commit()
@@ -321,11 +285,9 @@ async def cancel(
 ) -> None:
     row = await _locked(org_id, job_id, session)
     job: Job = row.Job
-    require(job, CANCELLABLE, "cancelled")
-    job.status = "cancelled"
+    move(job, Action.CANCEL, now)
     job.cancelled_at = now
-    job.updated_at = now
-    _event(session, job_id, "cancelled", now, reason=reason)
+    record(session, job_id, "cancelled", now, reason=reason)
     await _withdraw_pending(job_id, session=session, queue=queue, now=now)
     await session.commit()
 
@@ -342,7 +304,7 @@ async def assign(
     """A dispatcher's direct assignment, refused with the reasons when the technician is not eligible."""
     row = await _locked(org_id, job_id, session)
     job: Job = row.Job
-    require(job, ("open", "offering", "unfilled"), "assigned")
+    require(job, Action.ASSIGN)
     # Any tier, as far as the technician's own service radius reaches; having been offered the job before
     # does not stand in a dispatcher's way.
     wave = WaveSpec(tiers=frozenset({"preferred", "approved"}), radius_km=500)
@@ -359,10 +321,9 @@ async def assign(
     if reasons:
         await session.commit()
         raise Conflict("this technician is not eligible for this job", reasons=reasons)
-    await _tally(session, org_id, [technician_id], "assignments")
-    job.status = "assigned"
+    await tally(session, org_id, [technician_id], "assignments")
+    move(job, Action.ASSIGN, now)
     job.technician_id = technician_id
-    job.updated_at = now
     # The assignment is recorded as an accepted offer — their pending one, or one outside the waves
     # (wave 0) — so that, like anyone who had an offer, a technician who backs out is not asked again.
     await session.execute(
@@ -384,19 +345,15 @@ async def assign(
         )
         .on_conflict_do_nothing(constraint="uq_offers_job_id_technician_id")
     )
-    _event(session, job_id, "assigned", now, technician_id=str(technician_id), by="dispatcher")
+    record(session, job_id, "assigned", now, technician_id=str(technician_id), by="dispatcher")
     await _withdraw_pending(job_id, session=session, queue=queue, now=now)
-    await defer(
+    await send_later(
         session,
         queue,
-        "deliver_push",
-        messages=[
-            {
-                "technician_id": str(technician_id),
-                "data": {"type": "job_assigned", "job_id": str(job_id)},
-                "title": f"Job assigned: {job.title}",
-                "body": f"On site {job.window_start:%a %d %b %H:%M} UTC",
-            }
+        [
+            JobAssigned(
+                technician_id=str(technician_id), job_id=str(job_id), title=job.title, window_start=job.window_start
+            )
         ],
     )
     await session.commit()
@@ -414,11 +371,16 @@ async def back_out(
     """The assigned technician gives the job back: dispatch resumes with the next wave by itself."""
     row = await assigned_job(job_id, technician_id, session)
     job: Job = row.Job
-    require(job, ("assigned", "en_route"), "backed out of")
-    job.status = "offering"
+    move(job, Action.BACK_OUT, now)
     job.technician_id = None
-    job.updated_at = now
-    _event(session, job_id, "backed_out", now, technician_id=str(technician_id), reason=reason)
-    await _tally(session, job.org_id, [technician_id], "backouts")
+    record(session, job_id, "backed_out", now, technician_id=str(technician_id), reason=reason)
+    await tally(session, job.org_id, [technician_id], "backouts")
     await _next_wave(job.org_id, row, session=session, queue=queue, now=now)
     await session.commit()
+
+
+@tasks.task(name="close_wave", queue="dispatch", pass_context=True)
+async def close_wave_task(context: procrastinate.JobContext, job_id: str, wave: int) -> None:
+    """A wave's deadline, run by the queue at the moment its offers expire."""
+    async with runtime_of(context).sessionmaker() as session:
+        await close_wave(uuid.UUID(job_id), wave, session=session, queue=context.app, now=datetime.now(UTC))

@@ -1,9 +1,8 @@
 """On site: the assigned technician's way from the job's assignment to its completion.
 
-assigned → en_route → on_site → completed (a check-in straight from `assigned` is allowed: a technician
-who forgot to tap "en route" has still arrived). Each step locks the job row, is allowed only to the
-assigned technician (anyone else is told there is no such job) and only from the right state, and is
-recorded on the job's timeline in the same transaction.
+assigned → en_route → on_site → completed, as the lifecycle's table allows (`matching.lifecycle`). Each
+step locks the job row, is allowed only to the assigned technician (anyone else is told there is no such
+job) and only from the right state, and is recorded on the job's timeline in the same transaction.
 """
 
 from __future__ import annotations
@@ -16,10 +15,12 @@ import msgspec
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.db.models import Job
-from backend.jobs.flows import _event, _tally, assigned_job, require
+from backend.jobs.flows import assigned_job
+from backend.jobs.lifecycle import move, record, tally
 from backend.jobs.schemas import TechnicianJob
 from backend.schemas import Latitude, Longitude
 from backend.tracking.eta import Point, great_circle_m
+from matching.lifecycle import Action
 
 GEOFENCE_MIN_RADIUS_M = 150.0
 
@@ -56,10 +57,8 @@ def geofence(site: Point, reported: Point, accuracy_m: float) -> tuple[Geofence,
 async def en_route(job_id: uuid.UUID, technician_id: uuid.UUID, *, session: AsyncSession, now: datetime) -> None:
     row = await assigned_job(job_id, technician_id, session)
     job: Job = row.Job
-    require(job, ("assigned",), "set en route")
-    job.status = "en_route"
-    job.updated_at = now
-    _event(session, job_id, "en_route", now, technician_id=str(technician_id))
+    move(job, Action.EN_ROUTE, now)
+    record(session, job_id, "en_route", now, technician_id=str(technician_id))
     await session.commit()
 
 
@@ -75,15 +74,13 @@ async def check_in(
     a basement or a large site's far gate should not keep a technician from working."""
     row = await assigned_job(job_id, technician_id, session)
     job: Job = row.Job
-    require(job, ("assigned", "en_route"), "checked in to")
+    move(job, Action.CHECK_IN, now)
     verdict, distance, radius = geofence(Point(row.lat, row.lon), Point(data.lat, data.lon), data.accuracy_m)
-    job.status = "on_site"
     job.checked_in_at = now
-    job.updated_at = now
     # On time: by the end of the window (arriving early is no fault).
     on_time = ("on_time_check_ins",) if now <= job.window_end else ()
-    await _tally(session, job.org_id, [technician_id], "check_ins", *on_time)
-    _event(
+    await tally(session, job.org_id, [technician_id], "check_ins", *on_time)
+    record(
         session,
         job_id,
         "checked_in",
@@ -98,7 +95,7 @@ async def check_in(
     )
     if verdict == "outside":
         # A separate entry, so that a dispatcher's console can list the jobs that need a look.
-        _event(
+        record(
             session,
             job_id,
             "flagged",
@@ -116,10 +113,8 @@ async def complete(
 ) -> None:
     row = await assigned_job(job_id, technician_id, session)
     job: Job = row.Job
-    require(job, ("on_site",), "completed")
-    job.status = "completed"
+    move(job, Action.COMPLETE, now)
     job.completed_at = now
-    job.updated_at = now
-    await _tally(session, job.org_id, [technician_id], "completions")
-    _event(session, job_id, "completed", now, technician_id=str(technician_id), notes=notes)
+    await tally(session, job.org_id, [technician_id], "completions")
+    record(session, job_id, "completed", now, technician_id=str(technician_id), notes=notes)
     await session.commit()

@@ -12,9 +12,9 @@ from litestar.testing import AsyncTestClient
 
 from backend.compliance.services import raise_credential_alerts
 from backend.db.engine import make_engine, make_sessionmaker
-from backend.queue import make_queue
+from backend.queue import Runtime
 from backend.settings import Settings
-from backend.tasks import Runtime
+from backend.tasks import make_queue
 from tests.api.jobs_helpers import count, get_job, parse, post_job, technician
 from tests.helpers import new_org, onboard
 

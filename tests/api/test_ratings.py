@@ -14,11 +14,11 @@ import pytest
 from litestar.testing import AsyncTestClient
 
 from backend.db.engine import make_engine, make_sessionmaker
-from backend.queue import make_queue
+from backend.queue import Runtime
 from backend.ratings import services
 from backend.ratings.schemas import RatingBody
 from backend.settings import Settings
-from backend.tasks import Runtime
+from backend.tasks import make_queue
 from tests.api.jobs_helpers import SITE, in_app_loop, post_job, technician
 from tests.helpers import new_org, technician_auth
 

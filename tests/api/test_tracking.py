@@ -16,9 +16,9 @@ from litestar.testing import AsyncTestClient
 
 from backend.app import create_app
 from backend.db.engine import make_engine, make_sessionmaker
-from backend.queue import make_queue
+from backend.queue import Runtime
 from backend.settings import Settings, TrackingSettings
-from backend.tasks import Runtime
+from backend.tasks import make_queue
 from backend.tracking.services import purge_pings
 from tests.api.jobs_helpers import SITE, get_job, north, parse, post_job, technician
 from tests.helpers import new_org

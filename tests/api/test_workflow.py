@@ -142,11 +142,16 @@ async def test_complete_without_a_body_records_no_notes(client: AsyncTestClient)
 # --- the wrong state, the wrong technician ----------------------------------------------------------------
 
 
+# What each step would have made of the job: the 409 names it beside the job's current status.
+WANTED = {"en_route": "en_route", "check_in": "on_site", "complete": "completed"}
+
+
 def assert_conflict(response, status: str) -> None:
     assert response.status_code == 409, response.text
     body = response.json()
     assert status in body["detail"], body
-    assert body["extra"] == {"status": status}
+    step = response.url.path.rsplit("/", 1)[-1].replace("-", "_")
+    assert body["extra"] == {"status": status, "wanted": WANTED[step]}
 
 
 async def test_each_step_is_refused_from_the_wrong_state_naming_the_current_one(client: AsyncTestClient) -> None:

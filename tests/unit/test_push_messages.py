@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import logging
+from datetime import UTC, datetime
 
 import msgspec
 import pytest
 
 from notifications import LoggingSender, PushMessage, PushOutcome, PushReport, PushResult, PushSender
+from notifications.messages import JobAssigned, JobOffer, Notice, OfferWithdrawn
 
 
 @pytest.fixture
@@ -89,3 +92,58 @@ async def test_logging_sender_logs_each_push_and_reports_it_delivered(caplog):
     assert len(records) == 2
     assert "job_offer" in records[0].getMessage()
     assert "ken-0002" in records[1].getMessage()
+
+
+# --- the typed notices (notifications.messages): what each kind of push carries and how it is delivered -----
+
+EXPIRES = datetime(2026, 3, 2, 9, 15, tzinfo=UTC)
+
+
+def test_a_job_offer_is_a_visible_urgent_push_that_lives_as_long_as_the_offer():
+    notice = JobOffer(
+        technician_id="t-1",
+        job_id="j-7",
+        offer_id="o-1",
+        expires_at=EXPIRES,
+        title="Fix a till",
+        distance_m=2345.0,
+        offer_ttl_s=120,
+    )
+
+    push = notice.to_push("device-1")
+
+    assert push.data == {"type": "job_offer", "offer_id": "o-1", "job_id": "j-7", "expires_at": EXPIRES.isoformat()}
+    assert (push.title, push.body) == ("New job: Fix a till", "2.3 km away — reply before 09:15 UTC")
+    assert (push.ttl_s, push.high_priority, push.time_sensitive, push.collapse_key) == (120, True, True, "o-1")
+
+
+def test_a_withdrawn_offer_is_a_silent_push_that_replaces_the_offer_on_the_phone():
+    push = OfferWithdrawn(technician_id="t-1", job_id="j-7", offer_id="o-1").to_push("device-1")
+
+    assert push.data == {"type": "offer_withdrawn", "offer_id": "o-1", "job_id": "j-7"}
+    assert not push.visible and not push.high_priority and push.ttl_s is None
+    assert push.collapse_key == "o-1"
+
+
+def test_a_direct_assignment_is_a_visible_push_keyed_by_the_job():
+    push = JobAssigned(technician_id="t-1", job_id="j-7", title="Fix a till", window_start=EXPIRES).to_push("d")
+
+    assert push.data == {"type": "job_assigned", "job_id": "j-7"}
+    assert push.title == "Job assigned: Fix a till" and push.body == "On site Mon 02 Mar 09:15 UTC"
+    assert (push.high_priority, push.collapse_key) == (False, "j-7")
+
+
+def test_notices_survive_the_trip_through_the_queue_as_json():
+    notices = [
+        JobOffer(
+            technician_id="t", job_id="j", offer_id="o", expires_at=EXPIRES, title="x", distance_m=1.5, offer_ttl_s=9
+        ),
+        OfferWithdrawn(technician_id="t", job_id="j", offer_id="o"),
+        JobAssigned(technician_id="t", job_id="j", title="x", window_start=EXPIRES),
+    ]
+
+    payload = json.loads(json.dumps(msgspec.to_builtins(notices)))
+
+    assert msgspec.convert(payload, list[Notice]) == notices
+    with pytest.raises(msgspec.ValidationError):
+        msgspec.convert([{"type": "job_message", "technician_id": "t", "job_id": "j"}], list[Notice])
