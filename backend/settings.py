@@ -34,6 +34,9 @@ class DatabaseSettings(msgspec.Struct, frozen=True):
     """External PostGIS; None means the embedded cluster under .truckroll/."""
     pool_size: int = 10
     embedded_root: str = str(REPO_ROOT / ".truckroll" / "postgres")
+    timeout_s: float = 1.5
+    """How long any one call waits on the database (connecting, a statement, a commit, a free pooled
+    connection) before it gives up and the request is answered 503: a frozen server must not hang requests."""
 
 
 class ServerSettings(msgspec.Struct, frozen=True):
@@ -151,7 +154,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         )
     database = DatabaseSettings(
         url=sqlalchemy_url(raw_url) if raw_url else None,
-        **_given(pool_size=_int(environ, "TRUCKROLL_DB_POOL_SIZE", 1, 200)),
+        **_given(
+            pool_size=_int(environ, "TRUCKROLL_DB_POOL_SIZE", 1, 200),
+            timeout_s=_float(environ, "TRUCKROLL_DB_TIMEOUT_S", 0.1, 60),
+        ),
     )
 
     server = ServerSettings(
