@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+from graphlib import CycleError, TopologicalSorter
 from pathlib import Path
 
 import pytest
@@ -35,3 +36,55 @@ def test_core_packages_do_not_import_the_web_layer(package: str) -> None:
 def test_only_the_fcm_sender_imports_firebase_admin() -> None:
     importers = {f for f, n in _imports("notifications") if n == "firebase_admin"}
     assert importers == {"notifications/fcm.py"}
+
+
+def _module_graph(packages: tuple[str, ...]) -> dict[str, set[str]]:
+    """Module -> the modules of `packages` it imports, at the top or inside a function alike."""
+    files = {}
+    for package in packages:
+        for path in (ROOT / package).rglob("*.py"):
+            parts = list(path.relative_to(ROOT).with_suffix("").parts)
+            if parts[-1] == "__init__":
+                parts.pop()
+            files[".".join(parts)] = path
+    graph: dict[str, set[str]] = {module: set() for module in files}
+    for module, path in files.items():
+        package = module.split(".") if path.name == "__init__.py" else module.split(".")[:-1]
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    base = ".".join(package[: len(package) - node.level + 1] + ([base] if base else []))
+                names = [base] + [f"{base}.{alias.name}" for alias in node.names]
+            else:
+                continue
+            for name in names:
+                while name and name not in files:  # the innermost module of ours that the name lies in
+                    name = name.rpartition(".")[0]
+                # A module may import its own package (`from backend.jobs import services` in backend.jobs.x).
+                if name and name != module and not module.startswith(name + "."):
+                    graph[module].add(name)
+    return graph
+
+
+def test_there_is_no_import_cycle_between_modules() -> None:
+    graph = _module_graph(("backend", "matching", "notifications"))
+    assert len(graph) > 30 and graph["backend.jobs.flows"], "the graph should hold every module and its imports"
+    try:
+        tuple(TopologicalSorter(graph).static_order())
+    except CycleError as exc:
+        pytest.fail("import cycle: " + " -> ".join(exc.args[1]))
+
+
+def test_the_cycle_check_sees_a_cycle_through_a_function_level_import(tmp_path, monkeypatch) -> None:
+    package = tmp_path / "pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "a.py").write_text("from pkg import b\n")
+    (package / "b.py").write_text("def f():\n    from pkg.a import x\n")
+    monkeypatch.setattr(f"{__name__}.ROOT", tmp_path)
+
+    with pytest.raises(CycleError):
+        tuple(TopologicalSorter(_module_graph(("pkg",))).static_order())
