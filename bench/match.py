@@ -28,8 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.db.engine import make_engine
 from backend.jobs import services
-from backend.queue import libpq_url
-from backend.settings import DatabaseSettings
+from backend.settings import DatabaseSettings, libpq_url
 from bench.common import bench_database
 from matching import WaveSpec, retrieval
 
