@@ -120,4 +120,9 @@ WORKER_OPTIONS = {
     "fetch_job_polling_interval": 0.5,
     "shutdown_graceful_timeout": 10,
     "delete_jobs": "successful",
+    # A worker proves it is alive every 2 s; one silent for STALLED_AFTER_S is taken for dead (kill -9, a lost
+    # host) and the tasks it was running are handed back to the queue (backend.tasks.retry_stalled).
+    "update_heartbeat_interval": 2.0,
+    "stalled_worker_timeout": 10.0,
 }
+STALLED_AFTER_S = 10.0

@@ -16,7 +16,7 @@ from backend.compliance.services import raise_credential_alerts
 from backend.idempotency import RETENTION as IDEMPOTENCY_RETENTION
 from backend.idempotency import purge_expired as purge_idempotency_keys
 from backend.jobs import flows
-from backend.queue import queue_with, runtime_of, tasks
+from backend.queue import STALLED_AFTER_S, queue_with, runtime_of, tasks
 from backend.ratings.services import release_due
 from backend.tracking.services import purge_pings
 
@@ -28,6 +28,27 @@ TASK_MODULES = (flows, push)
 
 def make_queue(sqlalchemy_url: str) -> procrastinate.App:
     return queue_with(sqlalchemy_url, tasks)
+
+
+async def retry_stalled(queue: procrastinate.App) -> int:
+    """Hand back to the queue the tasks whose worker stopped sending heartbeats while running them (it was
+    killed, or its host was lost): they run again, elsewhere. Every task is safe to run twice: a wave's deadline
+    closes the wave once whatever happens (`close_wave` only expires offers still pending and only starts the next
+    wave from the current one), and a push sent twice carries the same offer and collapse key, which the phone
+    shows once."""
+    stalled = await queue.job_manager.get_stalled_jobs(seconds_since_heartbeat=STALLED_AFTER_S)
+    for job in stalled:
+        await queue.job_manager.retry_job(job)
+    if stalled:
+        log.warning("retrying %d tasks whose worker died: %s", len(stalled), ", ".join(j.task_name for j in stalled))
+    return len(stalled)
+
+
+# Every minute, by whichever worker takes it first.
+@tasks.periodic(cron="* * * * *")
+@tasks.task(name="retry_stalled_tasks", queue="maintenance", pass_context=True, queueing_lock="retry_stalled_tasks")
+async def retry_stalled_tasks(context: procrastinate.JobContext, timestamp: int) -> None:
+    await retry_stalled(context.app)
 
 
 def _at(timestamp: int) -> datetime:

@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.compliance import engagement
 from backend.db.geo import point
-from backend.db.models import Job, Offer
+from backend.db.models import Job, Offer, PoolMembership, Technician
 from backend.errors import Conflict, NotFound
 from backend.jobs import services
 from backend.jobs.lifecycle import move, record, require, tally
@@ -30,7 +30,7 @@ from backend.jobs.schemas import JobCreate, Wave
 from backend.push import send_later
 from backend.queue import defer, runtime_of, tasks
 from backend.technicians.services import normalize_skills
-from matching import WaveSpec
+from matching import WaveSpec, retrieval
 from matching.lifecycle import Action, JobStatus
 from notifications.messages import JobAssigned, JobOffer, OfferWithdrawn
 
@@ -171,6 +171,36 @@ async def _withdraw_pending(
     await _tell_offers_gone(job_id, ended, session=session, queue=queue)
 
 
+async def withdraw_member_offers(
+    org_id: uuid.UUID, technician_id: uuid.UUID, *, session: AsyncSession, queue: procrastinate.App, now: datetime
+) -> None:
+    """A member deactivated (or leaving the pool): their pending offers of this organisation's jobs are withdrawn
+    and their phones told; a wave left with nothing pending hands over to the next. Runs in the caller's
+    transaction, which commits it with the change of membership."""
+    job_ids = (
+        await session.scalars(
+            select(Offer.job_id)
+            .join(Job, Job.id == Offer.job_id)
+            .where(Offer.technician_id == technician_id, Offer.status == "pending", Job.org_id == org_id)
+            .order_by(Offer.job_id)  # jobs are locked in one order everywhere
+        )
+    ).all()
+    for job_id in job_ids:
+        row = await services.load_any(job_id, session=session, lock=True)
+        ended = (
+            await session.execute(
+                update(Offer)
+                .where(Offer.job_id == job_id, Offer.technician_id == technician_id, Offer.status == "pending")
+                .values(status="withdrawn", responded_at=now)
+                .returning(Offer.id, Offer.technician_id, Offer.wave)
+            )
+        ).all()
+        if ended:
+            record(session, job_id, "offer_withdrawn", now, technician_id=str(technician_id), reason="inactive")
+            await _tell_offers_gone(job_id, ended, session=session, queue=queue)
+            await _next_wave_if_done(row, ended[0].wave, session=session, queue=queue, now=now)
+
+
 async def _tell_offers_gone(job_id: uuid.UUID, offers, *, session: AsyncSession, queue: procrastinate.App) -> None:
     """`offer_withdrawn` to the phones of offers that ended without being accepted."""
     await send_later(
@@ -178,6 +208,34 @@ async def _tell_offers_gone(job_id: uuid.UUID, offers, *, session: AsyncSession,
         queue,
         [OfferWithdrawn(technician_id=str(o.technician_id), job_id=str(job_id), offer_id=str(o.id)) for o in offers],
     )
+
+
+async def _lock_technician(technician_id: uuid.UUID, session: AsyncSession) -> None:
+    """A technician's assignments take turns (always after the job's lock: the same order everywhere)."""
+    await session.execute(select(Technician.id).where(Technician.id == technician_id).with_for_update())
+
+
+async def _require_free(job: Job, technician_id: uuid.UUID, session: AsyncSession) -> None:
+    """409 unless the technician is an active member of the job's pool and holds no other active job whose window
+    overlaps this one's. The technician's row is locked first, so that two of their accepts (or an accept and a
+    direct assignment) take turns and cannot both win; the membership is read FOR SHARE, so that a deactivation
+    committing meanwhile is seen."""
+    await _lock_technician(technician_id, session)
+    active = await session.scalar(
+        select(PoolMembership.active)
+        .where(PoolMembership.org_id == job.org_id, PoolMembership.technician_id == technician_id)
+        .with_for_update(read=True)
+    )
+    if not active:
+        raise Conflict("inactive: you are not an active member of this organisation's pool", reasons=["inactive"])
+    params = {
+        "technician_id": technician_id,
+        "job_id": job.id,
+        "window_start": job.window_start,
+        "window_end": job.window_end,
+    }
+    if await session.scalar(retrieval.BUSY, params):
+        raise Conflict("busy: you have another job whose window overlaps this one", reasons=["busy"])
 
 
 async def accept(
@@ -196,6 +254,7 @@ async def accept(
     job = await session.scalar(select(Job).where(Job.id == job_id).with_for_update())
     offer = await session.scalar(select(Offer).where(Offer.id == offer_id).execution_options(populate_existing=True))
     _require_open(offer, now)
+    await _require_free(job, technician_id, session)
     move(job, Action.ACCEPT, now)
     job.technician_id = technician_id
     org_id = job.org_id
@@ -308,6 +367,7 @@ async def assign(
     # Any tier, as far as the technician's own service radius reaches; having been offered the job before
     # does not stand in a dispatcher's way.
     wave = WaveSpec(tiers=frozenset({"preferred", "approved"}), radius_km=500)
+    await _lock_technician(technician_id, session)  # their busy windows cannot change before this commits
     result = await services.match(org_id, row, wave, now, limit=1, explain=True, only=technician_id, session=session)
     if result.candidates:
         reasons, passed = [], result.candidates[0].over_limits
