@@ -16,13 +16,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy.dialects import postgresql
-from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
+from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
 from backend.db.engine import CONNECTION_OPTIONS
-from backend.jobs import services
 from matching import EngagementPolicy, JobSpec, MatchSettings, MemberSnapshot, WaveSpec, evaluate, retrieval
 from matching.curation import COUNTERS, bayesian_rating, reliability
+from matching.search import search
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 CENTRE = (48.8566, 2.3522)
@@ -112,7 +112,7 @@ def _months(since: datetime, until: datetime) -> int:
 
 
 def engagement_with_job(work: list[tuple[datetime, datetime]], job_start: datetime) -> dict[str, float]:
-    """The documented figures (backend.compliance.engagement), brute force, with a JOB_HOURS job at job_start."""
+    """The documented figures (matching.engagement), brute force, with a JOB_HOURS job at job_start."""
     week_ago = NOW - timedelta(days=7)
     hours = sum((min(e, NOW) - max(s, week_ago)).total_seconds() / 3600 for s, e in work if e > week_ago and s < NOW)
     pieces = sorted([*work, (job_start, job_start + timedelta(hours=JOB_HOURS))])
@@ -168,8 +168,9 @@ def _store(
     job: dict,
     requirements: dict | None = None,
     policy: dict | None = None,
-) -> tuple[uuid.UUID, uuid.UUID, list[MemberSnapshot]]:
-    """Write the generated world to PostGIS; return the org, the job and the snapshot brute force uses."""
+) -> tuple[uuid.UUID, JobSpec, list[MemberSnapshot]]:
+    """Write the generated world to PostGIS; return the org, the job (as the application passes it to
+    matching: the organisation's rules are read by the search) and the snapshot brute force uses."""
     org, other = uuid.uuid4(), uuid.uuid4()
     conn.execute("INSERT INTO organizations (id, name) VALUES (%s, 'org'), (%s, 'other')", (org, other))
     if requirements is not None:
@@ -318,7 +319,15 @@ def _store(
                     engagement=engagement_with_job(work, job["start"]),
                 )
             )
-    return org, job_id, snapshots
+    spec = JobSpec(
+        job_id=job_id,
+        skills=frozenset(job["skills"]),
+        lat=lat,
+        lon=lon,
+        window_start=job["start"],
+        window_end=job["end"],
+    )
+    return org, spec, snapshots
 
 
 @pytest.fixture(scope="module")
@@ -328,15 +337,14 @@ def conn(migrated: str):
         connection.execute(f"TRUNCATE {TABLES} CASCADE")
 
 
-def _match(url: str, org: uuid.UUID, job_id: uuid.UUID, wave: WaveSpec, **options):
+def _match(url: str, org: uuid.UUID, job: JobSpec, wave: WaveSpec, **options):
     """The application's own matching call, on its own event loop and connection."""
 
     async def run():
         engine = create_async_engine(url, poolclass=NullPool)
         try:
-            async with AsyncSession(engine) as session:
-                row = await services.load(org, job_id, session=session)
-                return await services.match(org, row, wave, NOW, session=session, **options)
+            async with engine.connect() as connection:
+                return await search(connection, org, job, wave, NOW, job_hours=JOB_HOURS, **options)
         finally:
             await engine.dispose()
 
@@ -376,29 +384,22 @@ def test_postgis_candidates_equal_brute_force(
     start = NOW + (timedelta(minutes=30) if asap else timedelta(days=1))
     job_data = {"skills": skills, "start": start, "end": start + timedelta(hours=3)}
     conn.execute(f"TRUNCATE {TABLES} CASCADE")
-    org, job_id, snapshots = _store(conn, members, job_data, requirements, policy)
+    org, spec, snapshots = _store(conn, members, job_data, requirements, policy)
 
     wave = WaveSpec(tiers=frozenset(tiers), radius_km=radius_km)
     # Both ways of widening a search: the longer walk, and measuring every member with the skills.
     got = _match(
         migrated,
         org,
-        job_id,
+        spec,
         wave,
         limit=limit,
         pool_size=pool_size,
         skilled_direct=5000 if rare_skills_shortcut else 0,
     )
 
-    job = JobSpec(
-        job_id=job_id,
-        skills=frozenset(skills),
-        lat=CENTRE[0],
-        lon=CENTRE[1],
-        window_start=start,
-        window_end=start + timedelta(hours=3),
-        required_credentials=required_kinds(requirements, skills),
-        policy=policy_of(policy),
+    job = msgspec.structs.replace(
+        spec, required_credentials=required_kinds(requirements, skills), policy=policy_of(policy)
     )
     # Brute force: every member of the pool, haversine distances computed in Python.
     expected = evaluate(job, wave, snapshots, NOW, settings=MatchSettings(pool_size=pool_size), limit=limit)
@@ -463,20 +464,12 @@ ELIGIBLE_BUT_FOR_ENGAGEMENT = {
 def test_blocked_members_make_the_walk_go_further(conn, migrated, members, pool_size, limit, policy) -> None:
     start = NOW + timedelta(days=1)
     conn.execute(f"TRUNCATE {TABLES} CASCADE")
-    org, job_id, snapshots = _store(
+    org, spec, snapshots = _store(
         conn, members, {"skills": set(), "start": start, "end": start + timedelta(hours=3)}, None, policy
     )
     wave = WaveSpec(tiers=frozenset({"preferred"}), radius_km=100)
-    got = _match(migrated, org, job_id, wave, limit=limit, pool_size=pool_size)
-    job = JobSpec(
-        job_id=job_id,
-        skills=frozenset(),
-        lat=CENTRE[0],
-        lon=CENTRE[1],
-        window_start=start,
-        window_end=start + timedelta(hours=3),
-        policy=policy_of(policy),
-    )
+    got = _match(migrated, org, spec, wave, limit=limit, pool_size=pool_size)
+    job = msgspec.structs.replace(spec, policy=policy_of(policy))
     expected = evaluate(job, wave, snapshots, NOW, settings=MatchSettings(pool_size=pool_size), limit=limit)
     assert [c.technician_id for c in got.candidates] == [c.technician_id for c in expected.candidates]
     assert [w.technician_id for w in got.withheld] == [w.technician_id for w in expected.withheld]
@@ -505,11 +498,11 @@ def test_the_walk_widens_past_other_organisations_and_keeps_the_nearest(conn, mi
     ours = [{**base, "home": (2 + i, 0), "live": (2 + i, 0), "other_org": False} for i in range(10)]
     start = NOW + timedelta(minutes=30)
     job = {"skills": {"hvac"}, "start": start, "end": start + timedelta(hours=2)}
-    org, job_id, snapshots = _store(conn, others + ours[::-1], job)
+    org, spec, snapshots = _store(conn, others + ours[::-1], job)
     wave = WaveSpec(tiers=frozenset({"preferred"}), radius_km=50)
     nearest = {m.technician_id for m in sorted(snapshots, key=lambda m: m.location_lat)[:2]}
     for skilled_direct in (0, 5000):  # the longer walk, then the rare-skills shortcut
-        got = _match(migrated, org, job_id, wave, limit=2, pool_size=2, skilled_direct=skilled_direct)
+        got = _match(migrated, org, spec, wave, limit=2, pool_size=2, skilled_direct=skilled_direct)
         assert {c.technician_id for c in got.candidates} == nearest
 
 
@@ -548,9 +541,9 @@ def test_explain_lists_every_member_left_out(conn, migrated) -> None:
     start = NOW + timedelta(minutes=30)
     requirements = {"credentials": ["background_check"], "by_skill": {"hvac": ["cert:epa-608"], "plumbing": ["nda"]}}
     job = {"skills": {"hvac"}, "start": start, "end": start + timedelta(hours=2)}
-    org, job_id, _ = _store(conn, members, job, requirements)
+    org, spec, _ = _store(conn, members, job, requirements)
     wave = WaveSpec(tiers=frozenset({"preferred"}), radius_km=20)
-    got = _match(migrated, org, job_id, wave, limit=10, explain=True)
+    got = _match(migrated, org, spec, wave, limit=10, explain=True)
     assert len(got.candidates) == 1
     reasons = sorted(tuple(e.reasons) for e in got.excluded)
     missing_both = ("credential_missing:background_check", "credential_missing:cert:epa-608")
@@ -568,7 +561,7 @@ def test_explain_lists_every_member_left_out(conn, migrated) -> None:
         ]
     )
     # Without explain, the walk leaves the same members out.
-    assert [c.technician_id for c in _match(migrated, org, job_id, wave, limit=10).candidates] == [
+    assert [c.technician_id for c in _match(migrated, org, spec, wave, limit=10).candidates] == [
         c.technician_id for c in got.candidates
     ]
 
