@@ -1,17 +1,15 @@
-"""Reading jobs, and the matching call that every dispatch decision goes through."""
+"""Reading jobs."""
 
 from __future__ import annotations
 
-import math
 import uuid
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import NamedTuple
 
 import msgspec
 from sqlalchemy import func, select, text, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from backend.compliance import engagement
 from backend.db.geo import lat_of, lon_of
 from backend.db.models import Job, JobEvent, Offer, Technician
 from backend.jobs.schemas import (
@@ -30,26 +28,8 @@ from backend.jobs.schemas import (
 )
 from backend.pagination import decode_cursor, page_of
 from backend.schemas import LatLon, Page
-from matching import (
-    JobSpec,
-    MatchResult,
-    MatchSettings,
-    MemberSnapshot,
-    WaveSpec,
-    evaluate,
-    is_asap,
-    over_limits,
-    retrieval,
-)
-
-MATCH_SETTINGS = MatchSettings()
-# The KNN walk starts at 4 positions per member wanted and grows (2 to 8 times, by the share of eligible
-# members it found) while it finds too few inside the radius. After two walks, when fewer than
-# SKILLED_DIRECT members have the job's skills, they are all measured instead (exact, and cheap for rare
-# skills: a search that finds nobody stays short). Past MAX_WALK positions a search gives
-# what it found: only a pool where many members have the skills but nearly all are busy gets there.
-SKILLED_DIRECT = 5000
-MAX_WALK = 32768
+from matching import JobSpec, MatchResult, WaveSpec
+from matching.search import search
 
 
 class JobRow(NamedTuple):
@@ -109,89 +89,22 @@ async def match(
     limit: int,
     explain: bool = False,
     pool_size: int | None = None,
-    skilled_direct: int = SKILLED_DIRECT,
     only: uuid.UUID | None = None,
     session: AsyncSession,
 ) -> MatchResult:
-    """Ranked candidates for a job under a wave: a bounded KNN walk, then the pure core.
-
-    With an engagement policy, the figures of the members found (with this job added) are read after the
-    walk. In block mode a member over a limit does not count towards the candidate set, so the walk is
-    repeated for as many more members as were left out, until the set is full or nobody else is eligible.
-    """
-    job = spec(row)
-    asap = is_asap(job, now, MATCH_SETTINGS)
-    # The nearest eligible members that are ranked: two per place offered, at least 20.
-    pool_size = pool_size or max(2 * limit, 20)
-    settings = msgspec.structs.replace(MATCH_SETTINGS, pool_size=pool_size)
-    fresh_since = now - timedelta(seconds=settings.fresh_location_s)
-    params = retrieval.query_params(org_id, job, wave, fresh_since=fresh_since, pool_size=pool_size, k=0)
-    if explain:
-        pool = {**params, "asap": asap, "only": only}
-        rows = (await (await session.connection()).execute(retrieval.WHOLE_POOL, pool)).all()
-    else:
-        rows = await _walk(params, pool_size, wave, asap, skilled_direct, session)
-    if not rows:
-        return evaluate(job, wave, [], now, settings=settings, limit=limit, explain=explain)
-    # The organisation's rules came with the rows.
-    required, policy = retrieval.rules_of(rows[0])
-    job = msgspec.structs.replace(job, required_credentials=required, policy=policy)
-    members = retrieval.snapshots(rows, explained=explain)
-    if job.policy is not None:
-
-        async def engaged(found: list[MemberSnapshot]) -> list[MemberSnapshot]:
-            figures = await engagement.with_job(
-                org_id,
-                [m.technician_id for m in found],
-                job_start=job.window_start,
-                job_hours=row.Job.estimated_hours,
-                now=now,
-                session=session,
-            )
-            return [msgspec.structs.replace(m, engagement=figures[m.technician_id]) for m in found]
-
-        members = await engaged(members)
-        walked = pool_size
-        while job.policy.block and not explain and len(rows) >= walked:
-            blocked = sum(1 for m in members if over_limits(m.engagement, job.policy))
-            if walked - blocked >= pool_size:
-                break
-            walked = pool_size + blocked
-            rows = await _walk({**params, "pool_size": walked}, walked, wave, asap, skilled_direct, session)
-            known = {m.technician_id: m for m in members}
-            new = await engaged(retrieval.snapshots([r for r in rows if r.technician_id not in known]))
-            known.update((m.technician_id, m) for m in new)
-            members = [known[r.technician_id] for r in rows]
-    distances = {r.technician_id: r.distance_m for r in rows if r.distance_m is not None}
-    return evaluate(job, wave, members, now, settings=settings, limit=limit, explain=explain, distances=distances)
-
-
-async def _walk(params: dict, pool_size: int, wave: WaveSpec, asap: bool, skilled_direct: int, session: AsyncSession):
-    """The `pool_size` nearest eligible members (before engagement limits), walking further while needed."""
-    k = min(pool_size * 4, MAX_WALK)
-    walks = 0
-    # Core, not the ORM session's execute: these are plain rows, and the walk is on the hot path of dispatch.
-    connection = await session.connection()
-    while True:
-        params = {**params, "k": k}
-        rows = (await connection.execute(retrieval.nearest_query(asap), params)).all()
-        walks += 1
-        if k >= MAX_WALK or not retrieval.needs_wider_walk(rows, k=k, pool_size=pool_size, radius_km=wave.radius_km):
-            break
-        # A second, longer walk usually suffices; after that, rare skills are the likely reason.
-        if walks >= 2:
-            skilled = await connection.scalar(retrieval.SKILLED_COUNT, {**params, "cap": skilled_direct})
-            if skilled < skilled_direct:
-                rows = (await connection.execute(retrieval.SKILLED_NEAREST, {**params, "asap": asap})).all()
-                break
-        k = min(k * _growth(rows, pool_size), MAX_WALK)
-    return [r for r in rows if r.technician_id is not None]
-
-
-def _growth(rows, pool_size: int) -> int:
-    """How much longer the next walk is: by what the last one found, with room to spare (2 to 8 times)."""
-    found = sum(1 for r in rows if r.technician_id is not None)
-    return 8 if found == 0 else min(8, max(2, math.ceil(1.5 * pool_size / found)))
+    """`matching.search.search` for a loaded job row, until its callers make that call themselves."""
+    return await search(
+        await session.connection(),
+        org_id,
+        spec(row),
+        wave,
+        now,
+        limit=limit,
+        job_hours=row.Job.estimated_hours,
+        explain=explain,
+        pool_size=pool_size,
+        only=only,
+    )
 
 
 def _summary(row) -> dict:
