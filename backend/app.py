@@ -12,7 +12,6 @@ import psycopg
 import sqlalchemy.exc
 from litestar import Litestar, MediaType, Request, Response, get
 from litestar.datastructures import State
-from litestar.di import Provide
 from litestar.exceptions import ValidationException
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
@@ -20,7 +19,6 @@ from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.types import ControllerRouterHandler
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.auth import PUBLIC_PATHS, AuthMiddleware, IdTokenVerifier, ServiceUnavailable
 from backend.compliance.controllers import (
@@ -30,11 +28,12 @@ from backend.compliance.controllers import (
     OrgController,
 )
 from backend.db.engine import DbSession, database_url, make_engine, make_sessionmaker
-from backend.errors import validation_error
+from backend.dependencies import providers
+from backend.errors import DomainError, domain_error, validation_error
 from backend.jobs.controllers import JobController, TechnicianJobController
-from backend.offers.controllers import MyWorkController, OfferController
+from backend.me.controllers import MeController
+from backend.offers.controllers import OfferController
 from backend.orgs.controllers import AdminOrgController
-from backend.presence.controllers import MeController
 from backend.presence.recorder import PingRecorder
 from backend.push import make_sender
 from backend.queue import WORKER_OPTIONS, Runtime, run_supervised_worker
@@ -104,11 +103,6 @@ async def _resources(app: Litestar) -> AsyncIterator[None]:
         await engine.dispose()
 
 
-async def provide_db_session(state: State) -> AsyncIterator[AsyncSession]:
-    async with state.sessionmaker() as session:
-        yield session
-
-
 @get("/healthz", operation_id="health", summary="Liveness and database reachability", tags=["ops"], security=[{}])
 async def health(db_session: DbSession) -> dict[str, str]:
     await db_session.execute(text("SELECT 1"))
@@ -137,7 +131,6 @@ def create_app(
             ComplianceController,
             EngagementController,
             MeController,
-            MyWorkController,
             JobController,
             TechnicianJobController,
             RatingController,
@@ -147,9 +140,10 @@ def create_app(
         ],
         state=State({"settings": settings}),
         lifespan=[_resources, eta_router, live_tracking],
-        dependencies={"db_session": Provide(provide_db_session)},
+        dependencies=providers(),
         middleware=[DefineMiddleware(AuthMiddleware, exclude=[f"^{p}" for p in PUBLIC_PATHS])],
         exception_handlers={
+            DomainError: domain_error,
             ValidationException: validation_error,
             ServiceUnavailable: _unavailable,
             sqlalchemy.exc.OperationalError: _unavailable,

@@ -165,9 +165,12 @@ def cmd_orgs(args: argparse.Namespace) -> None:
                 else:
                     import uuid
 
-                    ok = await services.revoke_api_key(uuid.UUID(args.org_id), uuid.UUID(args.key_id), session=session)
-                    if not ok:
-                        sys.exit("truckroll: no such active key for this organisation")
+                    from backend.errors import NotFound
+
+                    try:
+                        await services.revoke_api_key(uuid.UUID(args.org_id), uuid.UUID(args.key_id), session=session)
+                    except NotFound as exc:
+                        sys.exit(f"truckroll: {exc.detail}")
                     print("revoked")
         finally:
             await engine.dispose()

@@ -14,14 +14,13 @@ from datetime import UTC, datetime, timedelta
 
 import msgspec
 from litestar import MediaType, Request, Response
-from litestar.exceptions import ClientException, HTTPException, NotFoundException
 from sqlalchemy import delete, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.auth import OrgCaller, TechnicianCaller
 from backend.db.models import IdempotentRequest
-from backend.errors import DomainError
+from backend.errors import BadRequest, Conflict, DomainError, Invalid, error_body
 
 HEADER = "idempotency-key"
 RETENTION = timedelta(hours=48)
@@ -41,23 +40,13 @@ async def step(
     session: AsyncSession,
     action: Callable[[datetime], Awaitable[object]],
     *,
-    not_found: str,
     status: int = 200,
 ) -> Response:
     """Run a caller's action on an object, at most once per Idempotency-Key: `action(now)` returns the
-    response body; LookupError (not theirs, or no such thing) is 404 `not_found`, a Conflict 409. Either
-    way nothing of the action is kept."""
+    response body, answered with `status`; a domain error it raises is the answer instead."""
 
     async def run() -> tuple[int, bytes]:
-        try:
-            body = await action(datetime.now(UTC))
-        except LookupError:
-            await session.rollback()
-            raise NotFoundException(not_found) from None
-        except DomainError as exc:
-            await session.rollback()
-            raise ClientException(exc.detail, status_code=exc.status_code, extra=exc.extra or None) from None
-        return status, msgspec.json.encode(body)
+        return status, msgspec.json.encode(await action(datetime.now(UTC)))
 
     return await idempotent(request, session, run)
 
@@ -71,10 +60,10 @@ async def idempotent(
     """
     key = request.headers.get(HEADER)
     if key is None:
-        status, body = await _run(run)
+        status, body = await _answer(session, run)
         return Response(body, status_code=status, media_type=MediaType.JSON)
     if not 1 <= len(key) <= 255:
-        raise ClientException("Idempotency-Key: must be 1 to 255 characters", status_code=400)
+        raise BadRequest("Idempotency-Key", "must be 1 to 255 characters", source="header")
     fingerprint = hashlib.sha256(
         request.method.encode() + b" " + request.url.path.encode() + b"\n" + await request.body()
     ).digest()
@@ -89,13 +78,13 @@ async def idempotent(
     if claimed is None:
         stored = await session.get(IdempotentRequest, (scope, key), populate_existing=True)
         if stored is None or stored.fingerprint != fingerprint:
-            raise ClientException("Idempotency-Key: already used with a different request", status_code=422)
+            raise Invalid("Idempotency-Key", "already used with a different request", source="header")
         if stored.status_code is None:
-            raise ClientException("Idempotency-Key: the first request with this key is still running", status_code=409)
+            raise Conflict("Idempotency-Key: the first request with this key is still running")
         return Response(stored.response_body, status_code=stored.status_code, media_type=MediaType.JSON)
     this = (IdempotentRequest.scope == scope, IdempotentRequest.key == key)
     try:
-        status, body = await _run(run)
+        status, body = await _answer(session, run)
     except BaseException:
         # A failure that is not an answer (a crash, a 5xx) leaves the key free for a retry.
         await session.rollback()
@@ -107,17 +96,14 @@ async def idempotent(
     return Response(body, status_code=status, media_type=MediaType.JSON)
 
 
-async def _run(run: Callable[[], Awaitable[tuple[int, bytes]]]) -> tuple[int, bytes]:
-    """4xx answers are answers: they are stored and replayed like successes."""
+async def _answer(session: AsyncSession, run: Callable[[], Awaitable[tuple[int, bytes]]]) -> tuple[int, bytes]:
+    """A domain error is an answer: nothing of the action is kept, and its body is stored and replayed like a
+    success (the same bytes the app's handler would send)."""
     try:
         return await run()
-    except HTTPException as exc:
-        if exc.status_code >= 500:
-            raise
-        body = {"status_code": exc.status_code, "detail": exc.detail}
-        if exc.extra:
-            body["extra"] = exc.extra
-        return exc.status_code, msgspec.json.encode(body)
+    except DomainError as exc:
+        await session.rollback()
+        return exc.status_code, msgspec.json.encode(error_body(exc))
 
 
 async def purge_expired(now: datetime, *, session: AsyncSession) -> int:

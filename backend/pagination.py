@@ -9,8 +9,9 @@ from datetime import datetime
 from typing import Annotated, TypeVar
 
 import msgspec
-from litestar.exceptions import ValidationException
 from litestar.params import Parameter
+
+from backend.errors import BadRequest
 
 T = TypeVar("T")
 
@@ -37,8 +38,5 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         created_at, row_id = msgspec.json.decode(raw, type=tuple[datetime, uuid.UUID])
     except (ValueError, msgspec.DecodeError, msgspec.ValidationError):
-        raise ValidationException(
-            "cursor: not a cursor this API issued",
-            extra=[{"key": "cursor", "source": "query", "message": "not a cursor this API issued"}],
-        ) from None
+        raise BadRequest("cursor", "not a cursor this API issued", source="query") from None
     return created_at, row_id

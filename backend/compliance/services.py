@@ -10,22 +10,32 @@ from sqlalchemy import select, text, tuple_
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from backend.compliance.schemas import AlertOut, CredentialOut, CredentialPut, Requirements, is_credential_kind
+from backend.compliance import engagement
+from backend.compliance.schemas import (
+    KINDS_DOC,
+    AlertOut,
+    CredentialOut,
+    CredentialPut,
+    Requirements,
+    is_credential_kind,
+)
 from backend.db.models import ComplianceAlert, Credential, OrgRequirements
+from backend.errors import BadRequest, Invalid, NotFound
 from backend.pagination import decode_cursor, page_of
 from backend.schemas import Page
-from backend.technicians.services import in_pool
+from backend.technicians.services import NOT_IN_POOL, in_pool
 
 EXPIRING_WITHIN = timedelta(days=30)
 
 
-class UnknownKind(ValueError):
-    """A credential kind that is not one of the known ones; `key` says where it was given."""
+def _check_kind(kind: str, key: str, source: str) -> None:
+    if not is_credential_kind(kind):
+        raise Invalid(key, f"unknown credential kind {kind!r}; known kinds: {KINDS_DOC}", source=source)
 
-    def __init__(self, key: str, kind: str) -> None:
-        super().__init__(key, kind)
-        self.key = key
-        self.kind = kind
+
+async def _require_member(org_id: uuid.UUID, technician_id: uuid.UUID, session: AsyncSession) -> None:
+    if not await in_pool(org_id, technician_id, session=session):
+        raise NotFound(NOT_IN_POOL)
 
 
 def _credential_out(row: Credential) -> CredentialOut:
@@ -40,10 +50,12 @@ def _credential_out(row: Credential) -> CredentialOut:
 
 async def put_credential(
     org_id: uuid.UUID, technician_id: uuid.UUID, kind: str, data: CredentialPut, *, now: datetime, session: AsyncSession
-) -> CredentialOut | None:
-    """Record (or replace) what this organisation verified; None when the technician is not in its pool."""
-    if not await in_pool(org_id, technician_id, session=session):
-        return None
+) -> CredentialOut:
+    """Record (or replace) what this organisation verified (`kind` as the path gives it)."""
+    _check_kind(kind, "kind", "path")
+    if data.issued_at is not None and data.expires_at is not None and data.expires_at < data.issued_at:
+        raise Invalid("expires_at", "must not be before issued_at")
+    await _require_member(org_id, technician_id, session)
     values = {
         "status": data.status,
         "issued_at": data.issued_at,
@@ -67,9 +79,8 @@ async def put_credential(
 
 async def list_credentials(
     org_id: uuid.UUID, technician_id: uuid.UUID, *, session: AsyncSession
-) -> list[CredentialOut] | None:
-    if not await in_pool(org_id, technician_id, session=session):
-        return None
+) -> list[CredentialOut]:
+    await _require_member(org_id, technician_id, session)
     rows = await session.scalars(
         select(Credential)
         .where(Credential.org_id == org_id, Credential.technician_id == technician_id)
@@ -81,14 +92,13 @@ async def list_credentials(
 def _kinds(kinds: Iterable[str], key: str) -> list[str]:
     kinds = list(kinds)
     for i, kind in enumerate(kinds):
-        if not is_credential_kind(kind):
-            raise UnknownKind(f"{key}[{i}]", kind)
+        _check_kind(kind, f"{key}[{i}]", "body")
     return sorted(set(kinds))
 
 
 def normalise_requirements(data: Requirements) -> Requirements:
     """Kinds checked, de-duplicated and sorted; skills trimmed and lower-cased like everywhere else (two
-    spellings of one skill are merged). Raises UnknownKind."""
+    spellings of one skill are merged). Invalid for an unknown kind."""
     by_skill: dict[str, set[str]] = {}
     for skill, kinds in data.by_skill.items():
         by_skill.setdefault(skill.strip().lower(), set()).update(_kinds(kinds, f"by_skill.{skill}"))
@@ -106,7 +116,7 @@ async def get_requirements(org_id: uuid.UUID, *, session: AsyncSession) -> Requi
 
 
 async def put_requirements(org_id: uuid.UUID, data: Requirements, *, session: AsyncSession) -> Requirements:
-    """Replace the organisation's requirement set (raises UnknownKind before storing anything)."""
+    """Replace the organisation's requirement set (Invalid for an unknown kind, before storing anything)."""
     data = normalise_requirements(data)
     values = {"credentials": data.credentials, "by_skill": data.by_skill}
     await session.execute(
@@ -150,6 +160,8 @@ async def list_alerts(
     org_id: uuid.UUID, *, since: datetime | None, limit: int, cursor: str | None, session: AsyncSession
 ) -> Page[AlertOut]:
     """Oldest first, from `since` (inclusive)."""
+    if since is not None and since.tzinfo is None:
+        raise BadRequest("since", "needs a time zone offset", source="query")
     query = select(ComplianceAlert).where(ComplianceAlert.org_id == org_id)
     if since is not None:
         query = query.where(ComplianceAlert.at >= since)
@@ -173,3 +185,11 @@ async def list_alerts(
         for r in rows
     ]
     return Page(items=items, next_cursor=next_cursor)
+
+
+async def engagement_of(
+    org_id: uuid.UUID, technician_id: uuid.UUID, *, now: datetime, session: AsyncSession
+) -> engagement.Engagement:
+    """How much a member of this organisation's pool works for it (`matching.engagement` defines the figures)."""
+    await _require_member(org_id, technician_id, session)
+    return await engagement.engagement(org_id, technician_id, now=now, session=session)

@@ -6,43 +6,26 @@ from typing import Annotated
 
 import msgspec
 from litestar import Controller, Request, Response, get, post
-from litestar.exceptions import NotFoundException, ValidationException
 from litestar.params import FromPath, FromQuery, JSONBody, Parameter
 
 from backend.auth import org_only, technician_only
 from backend.db.engine import DbSession
+from backend.dependencies import Queue
 from backend.idempotency import idempotent, step
 from backend.jobs import flows, services, workflow
 from backend.jobs.schemas import (
     AssignBody,
     BackOutBody,
     CancelBody,
-    CandidateOut,
     Candidates,
-    ExcludedOut,
     JobCreate,
     JobOut,
     JobStatus,
     TechnicianJob,
 )
+from backend.jobs.validation import check_new_job
 from backend.pagination import Cursor, Limit
 from backend.schemas import Page
-
-NO_JOB = "no such job in this organisation"
-NOT_YOURS = "no such job assigned to you"
-
-
-def validate_job(data: JobCreate, now: datetime) -> None:
-    if data.window.end <= data.window.start:
-        raise ValidationException(
-            "window.end: must be after window.start", extra=[{"key": "window.end", "source": "body"}]
-        )
-    if data.window.end <= now:
-        raise ValidationException("window.end: is in the past", extra=[{"key": "window.end", "source": "body"}])
-    for i, wave in enumerate(data.dispatch.waves):
-        if len(set(wave.tiers)) != len(wave.tiers):
-            key = f"dispatch.waves[{i}].tiers"
-            raise ValidationException(f"{key}: tiers must not repeat", extra=[{"key": key, "source": "body"}])
 
 
 class JobController(Controller):
@@ -60,13 +43,15 @@ class JobController(Controller):
             "start or in the past, repeated tiers, out-of-range values."
         ),
     )
-    async def post_job(self, request: Request, data: JSONBody[JobCreate], db_session: DbSession) -> Response[JobOut]:
+    async def post_job(
+        self, request: Request, data: JSONBody[JobCreate], db_session: DbSession, queue: Queue
+    ) -> Response[JobOut]:
         now = datetime.now(UTC)
-        validate_job(data, now)
+        check_new_job(data, now)
         org_id = request.user.org_id
 
         async def run() -> tuple[int, bytes]:
-            job_id = await flows.post_job(org_id, data, session=db_session, queue=request.app.state.queue, now=now)
+            job_id = await flows.post_job(org_id, data, session=db_session, queue=queue, now=now)
             return 201, msgspec.json.encode(await services.read(org_id, job_id, session=db_session))
 
         return await idempotent(request, db_session, run)
@@ -91,10 +76,7 @@ class JobController(Controller):
         description="Offers are listed by wave; an offer of wave 0 records a direct assignment by a dispatcher.",
     )
     async def read(self, request: Request, job_id: FromPath[uuid.UUID], db_session: DbSession) -> JobOut:
-        out = await services.read(request.user.org_id, job_id, session=db_session)
-        if out is None:
-            raise NotFoundException(NO_JOB)
-        return out
+        return await services.read(request.user.org_id, job_id, session=db_session)
 
     @get(
         "/{job_id:uuid}/candidates",
@@ -115,47 +97,32 @@ class JobController(Controller):
         limit: Annotated[int, Parameter(ge=1, le=200)] = 10,
         explain: FromQuery[bool] = False,
     ) -> Candidates:
-        org_id = request.user.org_id
-        row = await services.load(org_id, job_id, session=db_session)
-        if row is None:
-            raise NotFoundException(NO_JOB)
-        waves = services.waves(row.Job)
-        number = wave or max(row.Job.current_wave, 1)
-        if number > len(waves):
-            raise ValidationException(
-                f"wave: this job has {len(waves)} wave(s)", extra=[{"key": "wave", "source": "query"}]
-            )
-        result = await services.match(
-            org_id,
-            row,
-            services.wave_spec(waves[number - 1]),
-            datetime.now(UTC),
+        return await services.candidates(
+            request.user.org_id,
+            job_id,
+            wave=wave,
             limit=limit,
             explain=explain,
+            now=datetime.now(UTC),
             session=db_session,
-        )
-        return Candidates(
-            wave=number,
-            items=[msgspec.convert(msgspec.to_builtins(c), CandidateOut) for c in result.candidates],
-            excluded=[ExcludedOut(technician_id=e.technician_id, reasons=e.reasons) for e in result.excluded]
-            if explain
-            else None,
         )
 
     async def _act(self, request: Request, job_id: uuid.UUID, db_session, action) -> Response[JobOut]:
+        """`action(org_id, now)`, once per Idempotency-Key, answered with the job as it then is."""
         org_id = request.user.org_id
 
         async def run(now: datetime) -> JobOut:
             await action(org_id, now)
             return await services.read(org_id, job_id, session=db_session)
 
-        return await step(request, db_session, run, not_found=NO_JOB)
+        return await step(request, db_session, run)
 
     @post(
         "/{job_id:uuid}/dispatch", operation_id="dispatchJob", status_code=200, summary="Start or restart dispatching"
     )
-    async def dispatch(self, request: Request, job_id: FromPath[uuid.UUID], db_session: DbSession) -> Response[JobOut]:
-        queue = request.app.state.queue
+    async def dispatch(
+        self, request: Request, job_id: FromPath[uuid.UUID], db_session: DbSession, queue: Queue
+    ) -> Response[JobOut]:
         return await self._act(
             request,
             job_id,
@@ -171,19 +138,19 @@ class JobController(Controller):
         description="409 with `extra.reasons` (the `explain` reasons) when the technician is not eligible.",
     )
     async def assign(
-        self, request: Request, job_id: FromPath[uuid.UUID], data: JSONBody[AssignBody], db_session: DbSession
+        self,
+        request: Request,
+        job_id: FromPath[uuid.UUID],
+        data: JSONBody[AssignBody],
+        db_session: DbSession,
+        queue: Queue,
     ) -> Response[JobOut]:
-        queue = request.app.state.queue
-
-        async def action(org, now):
-            try:
-                await flows.assign(org, job_id, data.technician_id, session=db_session, queue=queue, now=now)
-            except LookupError as exc:
-                if exc.args and exc.args[0] == data.technician_id:
-                    raise NotFoundException("no such technician in this organisation's pool") from None
-                raise
-
-        return await self._act(request, job_id, db_session, action)
+        return await self._act(
+            request,
+            job_id,
+            db_session,
+            lambda org, now: flows.assign(org, job_id, data.technician_id, session=db_session, queue=queue, now=now),
+        )
 
     @post("/{job_id:uuid}/cancel", operation_id="cancelJob", status_code=200, summary="Cancel a job")
     async def cancel(
@@ -191,9 +158,9 @@ class JobController(Controller):
         request: Request,
         job_id: FromPath[uuid.UUID],
         db_session: DbSession,
+        queue: Queue,
         data: JSONBody[CancelBody | None] = None,
     ) -> Response[JobOut]:
-        queue = request.app.state.queue
         reason = data.reason if data else None
         return await self._act(
             request,
@@ -201,14 +168,6 @@ class JobController(Controller):
             db_session,
             lambda org, now: flows.cancel(org, job_id, reason, session=db_session, queue=queue, now=now),
         )
-
-
-async def technician_step(request: Request, db_session, action, *, not_found: str) -> Response:
-    """A technician's action on a job or offer (`action(technician_id, now)` returns the response body),
-    through the shared step runner: at most once per Idempotency-Key, 404 when not theirs, 409 when the
-    state forbids it."""
-    technician_id = request.user.technician_id
-    return await step(request, db_session, lambda now: action(technician_id, now), not_found=not_found)
 
 
 class TechnicianJobController(Controller):
@@ -223,14 +182,20 @@ class TechnicianJobController(Controller):
         summary="Give an assigned job back; dispatch resumes with the next wave",
     )
     async def back_out(
-        self, request: Request, job_id: FromPath[uuid.UUID], data: JSONBody[BackOutBody], db_session: DbSession
+        self,
+        request: Request,
+        job_id: FromPath[uuid.UUID],
+        data: JSONBody[BackOutBody],
+        db_session: DbSession,
+        queue: Queue,
     ) -> Response[TechnicianJob]:
-        async def action(technician_id, now):
-            queue = request.app.state.queue
+        technician_id = request.user.technician_id
+
+        async def action(now):
             await flows.back_out(job_id, technician_id, data.reason, session=db_session, queue=queue, now=now)
             return await services.technician_view(job_id, session=db_session)
 
-        return await technician_step(request, db_session, action, not_found=NOT_YOURS)
+        return await step(request, db_session, action)
 
     @post(
         "/{job_id:uuid}/en-route",
@@ -246,11 +211,13 @@ class TechnicianJobController(Controller):
     async def en_route(
         self, request: Request, job_id: FromPath[uuid.UUID], db_session: DbSession
     ) -> Response[TechnicianJob]:
-        async def action(technician_id, now):
+        technician_id = request.user.technician_id
+
+        async def action(now):
             await workflow.en_route(job_id, technician_id, session=db_session, now=now)
             return await services.technician_view(job_id, session=db_session)
 
-        return await technician_step(request, db_session, action, not_found=NOT_YOURS)
+        return await step(request, db_session, action)
 
     @post(
         "/{job_id:uuid}/check-in",
@@ -267,7 +234,9 @@ class TechnicianJobController(Controller):
     async def check_in(
         self, request: Request, job_id: FromPath[uuid.UUID], data: JSONBody[workflow.CheckInBody], db_session: DbSession
     ) -> Response[workflow.CheckInOut]:
-        async def action(technician_id, now):
+        technician_id = request.user.technician_id
+
+        async def action(now):
             verdict, distance, radius = await workflow.check_in(
                 job_id, technician_id, data, session=db_session, now=now
             )
@@ -278,7 +247,7 @@ class TechnicianJobController(Controller):
                 job=await services.technician_view(job_id, session=db_session),
             )
 
-        return await technician_step(request, db_session, action, not_found=NOT_YOURS)
+        return await step(request, db_session, action)
 
     @post(
         "/{job_id:uuid}/complete",
@@ -298,10 +267,11 @@ class TechnicianJobController(Controller):
         db_session: DbSession,
         data: JSONBody[workflow.CompleteBody | None] = None,
     ) -> Response[TechnicianJob]:
+        technician_id = request.user.technician_id
         notes = data.notes if data else None
 
-        async def action(technician_id, now):
+        async def action(now):
             await workflow.complete(job_id, technician_id, notes, session=db_session, now=now)
             return await services.technician_view(job_id, session=db_session)
 
-        return await technician_step(request, db_session, action, not_found=NOT_YOURS)
+        return await step(request, db_session, action)

@@ -12,10 +12,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.db.geo import lat_of, lon_of
 from backend.db.models import Job, JobEvent, Offer, Technician
+from backend.errors import BadRequest, NotFound
 from backend.jobs.schemas import (
+    CandidateOut,
+    Candidates,
     Customer,
     Dispatch,
     EventOut,
+    ExcludedOut,
     JobOut,
     JobSummary,
     MyOffer,
@@ -30,6 +34,9 @@ from backend.pagination import decode_cursor, page_of
 from backend.schemas import LatLon, Page
 from matching import JobSpec, MatchResult, WaveSpec
 from matching.search import search
+
+
+NO_SUCH_JOB = "no such job in this organisation"
 
 
 class JobRow(NamedTuple):
@@ -179,7 +186,7 @@ _EVENTS = (
 )
 
 
-async def read(org_id: uuid.UUID, job_id: uuid.UUID, *, session: AsyncSession) -> JobOut | None:
+async def read(org_id: uuid.UUID, job_id: uuid.UUID, *, session: AsyncSession) -> JobOut:
     """The job with its assignee, offers and timeline, in one round trip."""
     row = (
         await session.execute(
@@ -195,13 +202,44 @@ async def read(org_id: uuid.UUID, job_id: uuid.UUID, *, session: AsyncSession) -
         )
     ).first()
     if row is None:
-        return None
+        raise NotFound(NO_SUCH_JOB)
     technician = TechnicianRef(id=row.Job.technician_id, name=row.technician_name) if row.Job.technician_id else None
     return _out(
         row,
         technician,
         msgspec.convert(row.offers, list[OfferOut]),
         msgspec.convert(row.events, list[EventOut]),
+    )
+
+
+async def candidates(
+    org_id: uuid.UUID,
+    job_id: uuid.UUID,
+    *,
+    wave: int | None,
+    limit: int,
+    explain: bool,
+    now: datetime,
+    session: AsyncSession,
+) -> Candidates:
+    """The ranked eligible technicians for the job now, under wave `wave` (default: the current wave, or the
+    first before dispatch); with `explain`, every member left out with its reasons. Offers nothing."""
+    row = await load(org_id, job_id, session=session)
+    if row is None:
+        raise NotFound(NO_SUCH_JOB)
+    dispatch_waves = waves(row.Job)
+    number = wave or max(row.Job.current_wave, 1)
+    if number > len(dispatch_waves):
+        raise BadRequest("wave", f"this job has {len(dispatch_waves)} wave(s)", source="query")
+    result = await match(
+        org_id, row, wave_spec(dispatch_waves[number - 1]), now, limit=limit, explain=explain, session=session
+    )
+    return Candidates(
+        wave=number,
+        items=[msgspec.convert(msgspec.to_builtins(c), CandidateOut) for c in result.candidates],
+        excluded=[ExcludedOut(technician_id=e.technician_id, reasons=e.reasons) for e in result.excluded]
+        if explain
+        else None,
     )
 
 

@@ -3,13 +3,10 @@ from __future__ import annotations
 import uuid
 
 from litestar import Controller, delete, post
-from litestar.exceptions import NotFoundException
 from litestar.params import FromPath, JSONBody
-from sqlalchemy import select
 
 from backend.auth import operator_only
 from backend.db.engine import DbSession
-from backend.db.models import Organization
 from backend.orgs import services
 from backend.orgs.schemas import ApiKeyCreated, OrgCreate, OrgCreated
 
@@ -35,11 +32,7 @@ class AdminOrgController(Controller):
         summary="Issue another API key for an organisation (key rotation)",
     )
     async def issue_key(self, org_id: FromPath[uuid.UUID], db_session: DbSession) -> ApiKeyCreated:
-        if await db_session.scalar(select(Organization.id).where(Organization.id == org_id)) is None:
-            raise NotFoundException("no such organisation")
-        row, key = await services.issue_api_key(org_id, session=db_session)
-        await db_session.commit()
-        return ApiKeyCreated(id=row.id, api_key=key, created_at=row.created_at)
+        return await services.add_api_key(org_id, session=db_session)
 
     @delete(
         "/{org_id:uuid}/api-keys/{key_id:uuid}",
@@ -48,5 +41,4 @@ class AdminOrgController(Controller):
         description="Requests made with a revoked key are refused with 401 from then on.",
     )
     async def revoke_key(self, org_id: FromPath[uuid.UUID], key_id: FromPath[uuid.UUID], db_session: DbSession) -> None:
-        if not await services.revoke_api_key(org_id, key_id, session=db_session):
-            raise NotFoundException("no such active key for this organisation")
+        await services.revoke_api_key(org_id, key_id, session=db_session)

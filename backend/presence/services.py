@@ -12,7 +12,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.db.geo import lat_of, lon_of
 from backend.db.models import Device, Organization, PoolMembership, Technician
-from backend.presence.schemas import DeviceOut, Me, Membership, Ping
+from backend.errors import Conflict, Invalid, NotFound
+from backend.presence.recorder import PingRecorder
+from backend.presence.schemas import DeviceOut, Me, Membership, Ping, PingsAccepted
 from backend.schemas import Position
 
 # API.md: a batch with a ping older than 24 h or more than 2 min in the future is rejected whole.
@@ -20,16 +22,31 @@ MAX_PING_AGE = timedelta(hours=24)
 MAX_PING_FUTURE = timedelta(minutes=2)
 
 
-def stale_pings(pings: Sequence[Ping], now: datetime) -> list[dict]:
-    """Problems with the batch's timestamps, one per bad ping; an empty list means the batch is fine."""
+def _check_ping_times(pings: Sequence[Ping], now: datetime) -> None:
+    """Invalid naming every ping out of the time window (the first in `detail`): the batch is refused whole."""
     oldest, newest = now - MAX_PING_AGE, now + MAX_PING_FUTURE
     problems = []
     for i, ping in enumerate(pings):
         if ping.recorded_at < oldest:
-            problems.append({"key": f"pings[{i}].recorded_at", "message": "older than 24 h"})
+            problems.append({"key": f"pings[{i}].recorded_at", "source": "body", "message": "older than 24 h"})
         elif ping.recorded_at > newest:
-            problems.append({"key": f"pings[{i}].recorded_at", "message": "more than 2 min in the future"})
-    return problems
+            problems.append(
+                {"key": f"pings[{i}].recorded_at", "source": "body", "message": "more than 2 min in the future"}
+            )
+    if problems:
+        first = problems[0]
+        raise Invalid(first["key"], f"{first['message']}; the batch was not stored", errors=problems)
+
+
+async def record_pings(
+    technician_id: uuid.UUID, pings: Sequence[Ping], *, recorder: PingRecorder, now: datetime
+) -> PingsAccepted:
+    """Store a batch of positions (answered once they are committed); Conflict while the technician is off
+    duty with no active job."""
+    _check_ping_times(pings, now)
+    if not await recorder.record(technician_id, pings):
+        raise Conflict("off_duty: the technician is off duty and has no active job; pings are not recorded")
+    return PingsAccepted(accepted=len(pings))
 
 
 async def me(technician_id: uuid.UUID, *, session: AsyncSession) -> Me:
@@ -68,9 +85,10 @@ async def me(technician_id: uuid.UUID, *, session: AsyncSession) -> Me:
     )
 
 
-async def set_duty(technician_id: uuid.UUID, on_duty: bool, *, session: AsyncSession) -> None:
+async def set_duty(technician_id: uuid.UUID, on_duty: bool, *, session: AsyncSession) -> Me:
     await session.execute(update(Technician).where(Technician.id == technician_id).values(on_duty=on_duty))
     await session.commit()
+    return await me(technician_id, session=session)
 
 
 async def register_device(technician_id: uuid.UUID, token: str, platform: str, *, session: AsyncSession) -> DeviceOut:
@@ -87,7 +105,8 @@ async def register_device(technician_id: uuid.UUID, token: str, platform: str, *
     return DeviceOut(token=token, platform=platform)
 
 
-async def remove_device(technician_id: uuid.UUID, token: str, *, session: AsyncSession) -> bool:
+async def remove_device(technician_id: uuid.UUID, token: str, *, session: AsyncSession) -> None:
     result = await session.execute(delete(Device).where(Device.token == token, Device.technician_id == technician_id))
     await session.commit()
-    return result.rowcount == 1
+    if result.rowcount != 1:
+        raise NotFound("no such device token for this technician")

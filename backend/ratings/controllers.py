@@ -4,7 +4,7 @@ import uuid
 from datetime import UTC, datetime
 
 from litestar import Controller, Request, Response, get, post
-from litestar.exceptions import NotFoundException, ValidationException
+from litestar.exceptions import ValidationException
 from litestar.params import FromPath, JSONBody
 
 from backend.auth import OrgCaller, org_or_technician
@@ -14,7 +14,6 @@ from backend.idempotency import step
 from backend.ratings import services
 from backend.ratings.schemas import COMMENT_MAX_LENGTH, JobRatings, PostedRating, RatingBody, Side
 
-NOT_YOURS = "no such job in this organisation or assigned to you"
 RULES = (
     "The organisation (API key) rates the technician; the assigned technician (ID token) rates the organisation. "
     "Double-blind: a side always sees its own rating, and the other side's only once it is released — when both "
@@ -61,7 +60,7 @@ class RatingController(Controller):
         async def run(now: datetime) -> PostedRating:
             return await services.rate(job_id, side, party_id, data, now=now, session=db_session)
 
-        return await step(request, db_session, run, not_found=NOT_YOURS, status=201)
+        return await step(request, db_session, run, status=201)
 
     @get(
         "/{job_id:uuid}/ratings",
@@ -73,7 +72,4 @@ class RatingController(Controller):
     )
     async def read(self, request: Request, job_id: FromPath[uuid.UUID], db_session: DbSession) -> JobRatings:
         side, party_id = _caller(request)
-        try:
-            return await services.read(job_id, side, party_id, now=datetime.now(UTC), session=db_session)
-        except LookupError:
-            raise NotFoundException(NOT_YOURS) from None
+        return await services.read(job_id, side, party_id, now=datetime.now(UTC), session=db_session)

@@ -23,11 +23,12 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.db.models import Job, JobRating, PoolMembership
-from backend.errors import Conflict
+from backend.errors import Conflict, NotFound
 from backend.ratings.schemas import JobRatings, PostedRating, RatingBody, RatingOut, Side
 from matching.curation import bayesian_rating
 
 WINDOW = timedelta(days=14)
+NOT_YOURS = "no such job in this organisation or assigned to you"
 
 
 def shown_rating(count: int, total: int) -> float | None:
@@ -37,14 +38,14 @@ def shown_rating(count: int, total: int) -> float | None:
 
 
 async def _job(job_id: uuid.UUID, side: Side, party_id: uuid.UUID, session: AsyncSession, *, lock: bool) -> Row:
-    """The job, if `party_id` is its organisation (side `org`) or its assigned technician; else LookupError."""
+    """The job, if `party_id` is its organisation (side `org`) or its assigned technician; else NotFound."""
     query = select(Job.org_id, Job.technician_id, Job.status, Job.completed_at).where(Job.id == job_id)
     if lock:
         # Serialises the two sides' ratings of one job, so that the second one sees the first and releases both.
         query = query.with_for_update(key_share=True)
     job = (await session.execute(query)).first()
     if job is None or (job.org_id if side == "org" else job.technician_id) != party_id:
-        raise LookupError(job_id)
+        raise NotFound(NOT_YOURS)
     return job
 
 
@@ -55,7 +56,7 @@ def window_closes_at(completed_at: datetime | None) -> datetime | None:
 async def rate(
     job_id: uuid.UUID, side: Side, party_id: uuid.UUID, data: RatingBody, *, now: datetime, session: AsyncSession
 ) -> PostedRating:
-    """Store this side's rating; when the other side has rated already, release both. LookupError when the job is
+    """Store this side's rating; when the other side has rated already, release both. NotFound when the job is
     not this party's, Conflict when it is not completed, the window has closed or this side has rated."""
     job = await _job(job_id, side, party_id, session, lock=True)
     if job.status != "completed":

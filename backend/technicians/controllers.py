@@ -3,7 +3,6 @@ from __future__ import annotations
 import uuid
 
 from litestar import Controller, Request, get, patch, post
-from litestar.exceptions import ClientException, NotFoundException
 from litestar.params import FromPath, FromQuery, JSONBody
 
 from backend.auth import org_only
@@ -12,8 +11,6 @@ from backend.pagination import Cursor, Limit
 from backend.schemas import Page
 from backend.technicians import services
 from backend.technicians.schemas import TechnicianCreate, TechnicianOut, TechnicianUpdate, Tier
-
-NOT_IN_POOL = "no such technician in this organisation's pool"
 
 
 class TechnicianController(Controller):
@@ -34,12 +31,7 @@ class TechnicianController(Controller):
         ),
     )
     async def onboard(self, request: Request, data: JSONBody[TechnicianCreate], db_session: DbSession) -> TechnicianOut:
-        try:
-            return await services.onboard(request.user.org_id, data, session=db_session)
-        except services.AlreadyInPool as exc:
-            raise ClientException(
-                "this technician is already in the pool", status_code=409, extra={"technician_id": str(exc.args[0])}
-            ) from None
+        return await services.onboard(request.user.org_id, data, session=db_session)
 
     @get("/", operation_id="listTechnicians", summary="List this organisation's pool")
     async def list_pool(
@@ -57,10 +49,7 @@ class TechnicianController(Controller):
 
     @get("/{technician_id:uuid}", operation_id="getTechnician", summary="Read a technician of this pool")
     async def read(self, request: Request, technician_id: FromPath[uuid.UUID], db_session: DbSession) -> TechnicianOut:
-        out = await services.get(request.user.org_id, technician_id, session=db_session)
-        if out is None:
-            raise NotFoundException(NOT_IN_POOL)
-        return out
+        return await services.get(request.user.org_id, technician_id, session=db_session)
 
     @patch(
         "/{technician_id:uuid}",
@@ -75,7 +64,4 @@ class TechnicianController(Controller):
         data: JSONBody[TechnicianUpdate],
         db_session: DbSession,
     ) -> TechnicianOut:
-        out = await services.update(request.user.org_id, technician_id, data, session=db_session)
-        if out is None:
-            raise NotFoundException(NOT_IN_POOL)
-        return out
+        return await services.update(request.user.org_id, technician_id, data, session=db_session)

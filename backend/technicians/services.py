@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.db.geo import lat_of, lon_of, point
 from backend.db.models import PoolMembership, Technician
+from backend.errors import Conflict, NotFound
 from backend.pagination import decode_cursor, page_of
 from backend.ratings.services import shown_rating
 from backend.schemas import LatLon, Page, Position
@@ -19,10 +20,7 @@ from backend.technicians.schemas import TechnicianCreate, TechnicianOut, Technic
 from matching.curation import COUNTERS, reliability
 
 RELIABILITY_COUNTERS = tuple(getattr(PoolMembership, counter) for counter in COUNTERS)
-
-
-class AlreadyInPool(Exception):
-    pass
+NOT_IN_POOL = "no such technician in this organisation's pool"
 
 
 async def in_pool(org_id: uuid.UUID, technician_id: uuid.UUID, *, session: AsyncSession) -> bool:
@@ -85,9 +83,11 @@ def _out(row: Row) -> TechnicianOut:
     )
 
 
-async def get(org_id: uuid.UUID, technician_id: uuid.UUID, *, session: AsyncSession) -> TechnicianOut | None:
+async def get(org_id: uuid.UUID, technician_id: uuid.UUID, *, session: AsyncSession) -> TechnicianOut:
     row = (await session.execute(_pool_view(org_id).where(Technician.id == technician_id))).first()
-    return _out(row) if row else None
+    if row is None:
+        raise NotFound(NOT_IN_POOL)
+    return _out(row)
 
 
 async def onboard(org_id: uuid.UUID, data: TechnicianCreate, *, session: AsyncSession) -> TechnicianOut:
@@ -122,19 +122,17 @@ async def onboard(org_id: uuid.UUID, data: TechnicianCreate, *, session: AsyncSe
     )
     if added is None:
         await session.rollback()
-        raise AlreadyInPool(technician_id)
+        raise Conflict("this technician is already in the pool", technician_id=str(technician_id))
     await session.commit()
-    out = await get(org_id, technician_id, session=session)
-    assert out is not None
-    return out
+    return await get(org_id, technician_id, session=session)
 
 
 async def update(
     org_id: uuid.UUID, technician_id: uuid.UUID, data: TechnicianUpdate, *, session: AsyncSession
-) -> TechnicianOut | None:
+) -> TechnicianOut:
     membership = await session.get(PoolMembership, (org_id, technician_id))
     if membership is None:
-        return None
+        raise NotFound(NOT_IN_POOL)
     changes = {f: v for f in data.__struct_fields__ if (v := getattr(data, f)) is not msgspec.UNSET}
     if "skills" in changes:
         changes["skills"] = normalize_skills(changes["skills"])

@@ -19,10 +19,11 @@ from litestar.params import FromPath, Parameter
 from litestar.types import ASGIApp, Receive, Scope, Send
 
 from backend.db.engine import DbSession
+from backend.dependencies import EtaRouter, LiveHub
 from backend.settings import TrackingSettings
 from backend.tracking import page, services
 from backend.tracking.eta import open_router
-from backend.tracking.live import LiveTracking, Update
+from backend.tracking.live import Update
 from backend.tracking.schemas import TrackingError, TrackingView
 
 # The token is in the URL: it must not leak to another site through the Referer header (a map tile
@@ -90,32 +91,26 @@ class TrackingController(Controller):
     )
     async def track(
         self,
-        request: Request,
         db_session: DbSession,
+        eta_router: EtaRouter,
         tracking_token: FromPath[str] = Parameter(description="the token from the tracking link"),
     ) -> TrackingView:
-        out = await services.view(
-            tracking_token,
-            session=db_session,
-            router=request.app.state.eta_router,
-            now=datetime.now(UTC),
-        )
+        out = await services.view(tracking_token, session=db_session, router=eta_router, now=datetime.now(UTC))
         if out is None:
             raise NotFoundException(NO_LINK)
         return out
 
     # WebSocket routes have no place in OpenAPI 3.1: the socket is documented in trackJob's description.
     @websocket("/{tracking_token:str}/live", name="trackJobLive")
-    async def live(self, socket: WebSocket, tracking_token: FromPath[str]) -> None:
-        hub: LiveTracking = socket.app.state.live_tracking
+    async def live(self, socket: WebSocket, tracking_token: FromPath[str], live_tracking: LiveHub) -> None:
         await socket.accept(headers=PRIVATE_HEADERS)
-        job_id = await hub.job_id(tracking_token)
+        job_id = await live_tracking.job_id(tracking_token)
         if job_id is None:
             await socket.close(code=CLOSED_LINK, reason=NO_LINK)
             return
         # Watching starts before the first view is read, so that no change falls between the two.
-        async with hub.watch(job_id, tracking_token) as updates:
-            first = await hub.view(tracking_token)
+        async with live_tracking.watch(job_id, tracking_token) as updates:
+            first = await live_tracking.view(tracking_token)
             if first is None:
                 await socket.close(code=CLOSED_LINK, reason=NO_LINK)
                 return
@@ -200,12 +195,12 @@ class TrackingPageController(Controller):
     )
     async def show(
         self,
-        request: Request,
         db_session: DbSession,
+        eta_router: EtaRouter,
         tracking_token: FromPath[str] = Parameter(description="the token from the tracking link"),
     ) -> Response[str]:
         now = datetime.now(UTC)
-        view = await services.view(tracking_token, session=db_session, router=request.app.state.eta_router, now=now)
+        view = await services.view(tracking_token, session=db_session, router=eta_router, now=now)
         if view is None:
             raise NotFoundException(NO_LINK)
         headers = {**PRIVATE_HEADERS, "Content-Security-Policy": page.page().content_security_policy}

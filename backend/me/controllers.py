@@ -1,16 +1,22 @@
+"""`/v1/me`: the calling technician's own routes, whatever domain serves them (presence, offers, jobs)."""
+
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
 from litestar import Controller, Request, delete, get, post, put
-from litestar.exceptions import ClientException, NotFoundException
 from litestar.params import FromPath, JSONBody
 from litestar.status_codes import HTTP_202_ACCEPTED
 
 from backend.auth import technician_only
 from backend.db.engine import DbSession
-from backend.presence import services
+from backend.dependencies import Recorder
+from backend.jobs import services as job_services
+from backend.jobs.schemas import MyOffer, TechnicianJob
+from backend.pagination import Cursor, Limit
+from backend.presence import services as presence
 from backend.presence.schemas import DeviceOut, DeviceRegister, DutyUpdate, Me, PingBatch, PingsAccepted
+from backend.schemas import Page
 
 
 class MeController(Controller):
@@ -20,12 +26,11 @@ class MeController(Controller):
 
     @get("/", operation_id="getMe", summary="The calling technician's profile and pool memberships")
     async def read(self, request: Request, db_session: DbSession) -> Me:
-        return await services.me(request.user.technician_id, session=db_session)
+        return await presence.me(request.user.technician_id, session=db_session)
 
     @put("/duty", operation_id="setDuty", summary="Go on or off duty")
     async def set_duty(self, request: Request, data: JSONBody[DutyUpdate], db_session: DbSession) -> Me:
-        await services.set_duty(request.user.technician_id, data.on_duty, session=db_session)
-        return await services.me(request.user.technician_id, session=db_session)
+        return await presence.set_duty(request.user.technician_id, data.on_duty, session=db_session)
 
     @post(
         "/locations",
@@ -39,29 +44,32 @@ class MeController(Controller):
             "409 with `off_duty` in `detail` while the technician is off duty with no active job."
         ),
     )
-    async def post_locations(self, request: Request, data: JSONBody[PingBatch]) -> PingsAccepted:
-        state = request.app.state
-        problems = services.stale_pings(data.pings, datetime.now(UTC))
-        if problems:
-            raise ClientException(
-                f"{problems[0]['key']}: {problems[0]['message']}; the batch was not stored",
-                status_code=422,
-                extra=problems,
-            )
-        if not await state.ping_recorder.record(request.user.technician_id, data.pings):
-            raise ClientException(
-                "off_duty: the technician is off duty and has no active job; pings are not recorded",
-                status_code=409,
-            )
-        return PingsAccepted(accepted=len(data.pings))
+    async def post_locations(
+        self, request: Request, data: JSONBody[PingBatch], ping_recorder: Recorder
+    ) -> PingsAccepted:
+        return await presence.record_pings(
+            request.user.technician_id, data.pings, recorder=ping_recorder, now=datetime.now(UTC)
+        )
 
     @post("/devices", operation_id="registerDevice", summary="Register a phone's FCM token")
     async def register_device(
         self, request: Request, data: JSONBody[DeviceRegister], db_session: DbSession
     ) -> DeviceOut:
-        return await services.register_device(request.user.technician_id, data.token, data.platform, session=db_session)
+        return await presence.register_device(request.user.technician_id, data.token, data.platform, session=db_session)
 
     @delete("/devices/{token:str}", operation_id="removeDevice", summary="Forget a phone's FCM token")
     async def remove_device(self, request: Request, token: FromPath[str], db_session: DbSession) -> None:
-        if not await services.remove_device(request.user.technician_id, token, session=db_session):
-            raise NotFoundException("no such device token for this technician")
+        await presence.remove_device(request.user.technician_id, token, session=db_session)
+
+    @get("/offers", operation_id="getMyOffers", summary="My pending offers")
+    async def offers(self, request: Request, db_session: DbSession) -> Page[MyOffer]:
+        items = await job_services.pending_offers(request.user.technician_id, datetime.now(UTC), session=db_session)
+        return Page(items=items, next_cursor=None)
+
+    @get("/jobs", operation_id="getMyJobs", summary="The jobs assigned to me, most recent window first")
+    async def jobs(
+        self, request: Request, db_session: DbSession, limit: Limit = 50, cursor: Cursor = None
+    ) -> Page[TechnicianJob]:
+        return await job_services.technician_jobs(
+            request.user.technician_id, limit=limit, cursor=cursor, session=db_session
+        )
