@@ -330,6 +330,22 @@ async def test_a_replayed_step_answers_the_first_response_and_acts_once(client: 
     assert event_types(job).count("flagged") == 1
 
 
+async def test_a_refused_step_is_answered_from_its_key_even_once_it_would_succeed(client: AsyncTestClient) -> None:
+    org = await new_org(client)
+    job, _, auth = await assigned_job(client, org)
+    unkeyed = await complete(client, auth, job["id"])
+    keyed = {**auth, "Idempotency-Key": "done-1"}
+
+    first = await client.post(f"/v1/jobs/{job['id']}/complete", headers=keyed)
+    assert first.status_code == 409, first.text
+    assert first.content == unkeyed.content  # the stored answer is the one the app gives without a key
+
+    assert (await check_in(client, auth, job["id"])).status_code == 200
+    replay = await client.post(f"/v1/jobs/{job['id']}/complete", headers=keyed)
+    assert (replay.status_code, replay.content) == (409, first.content)
+    assert (await get_job(client, org, job["id"]))["status"] == "on_site"
+
+
 # --- privacy: tracked only while working ----------------------------------------------------------------------
 
 
