@@ -62,7 +62,8 @@ def cmd_serve(args: argparse.Namespace) -> None:
 
 
 def cmd_stop(args: argparse.Namespace) -> None:
-    """Stop what `make run` started: the server, then the embedded cluster."""
+    """Stop what `make run` started: the server, then the embedded cluster; and remove the throwaway
+    clusters of test runs that were killed part-way (their owning process is gone)."""
     import signal
     import time
 
@@ -77,12 +78,14 @@ def cmd_stop(args: argparse.Namespace) -> None:
             pass
         PID_FILE.unlink(missing_ok=True)
         print("truckroll: server stopped")
+    from infra.postgis import LocalCluster, reap_orphans
+
     settings = _settings()
     if not settings.database.url:
-        from infra.postgis import LocalCluster
-
         LocalCluster(Path(settings.database.embedded_root)).stop()
         print("truckroll: embedded database stopped")
+    for root in reap_orphans():
+        print(f"truckroll: removed the throwaway database of a test run that is gone ({root})")
 
 
 def cmd_worker(args: argparse.Namespace) -> None:

@@ -17,6 +17,11 @@ the resolved ``root``, so clusters with different roots never share files or soc
 
 The server never listens on TCP; local connections are trusted (only the server's OS user, and root,
 can enter the socket directory). The superuser is ``postgres``.
+
+A throwaway cluster (a test run's) is recorded in ``throwaway_registry()`` with its owning process (PID
+and start time). A run killed part-way (SIGKILL, a CI timeout) never destroys its cluster; ``reap_orphans()``,
+which the next test run and ``truckroll stop`` call, stops and deletes every throwaway cluster whose owner
+is gone.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import argparse
 import contextlib
 import fcntl
 import hashlib
+import json
 import os
 import pwd
 import shutil
@@ -33,6 +39,7 @@ import stat
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 from urllib.parse import quote
 
@@ -45,6 +52,8 @@ __all__ = [
     "find_postgres",
     "installed_majors",
     "main",
+    "reap_orphans",
+    "throwaway_registry",
 ]
 
 DEFAULT_DATABASE = "truckroll"
@@ -177,6 +186,22 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _children(pid: int) -> list[int]:
+    """The PIDs of a process's children (none found without /proc)."""
+    children = []
+    with contextlib.suppress(OSError):
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                fields = Path(f"/proc/{entry}/stat").read_text().rpartition(")")[2].split()
+            except OSError:
+                continue
+            if len(fields) > 1 and fields[1] == str(pid):
+                children.append(int(entry))
+    return children
+
+
 def _read_pid(path: Path) -> int | None:
     """The PID on the first line of a postmaster.pid / socket lock file (None if absent or garbled)."""
     try:
@@ -207,6 +232,82 @@ def _postmaster_data_dir(pid: int) -> str | None:
     return None
 
 
+def _process_start(pid: int) -> int | None:
+    """When a live process started (clock ticks after boot, field 22 of /proc/<pid>/stat); None if there is
+    no such process, or only its zombie. A PID is reused once its process is gone; PID and start time are not."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except (OSError, ValueError):
+        return None
+    if len(fields) < 20 or fields[0] in ("Z", "X"):
+        return None
+    return int(fields[19])
+
+
+def _owner_alive(pid: int, start: int | None) -> bool:
+    if not os.path.exists("/proc/self/stat"):  # no procfs: the PID is all there is to go by
+        return _pid_alive(pid)
+    return start is not None and _process_start(pid) == start
+
+
+def throwaway_registry() -> Path:
+    """The directory recording throwaway clusters, one ``<hash12>.json`` per cluster: its root and owner."""
+    if _is_root():
+        return FALLBACK_BASE / "throwaway"
+    return Path.home() / ".cache" / "truckroll" / "throwaway"
+
+
+def reap_orphans() -> list[Path]:
+    """Stop and delete every throwaway cluster whose owning process is gone; returns their roots.
+
+    Clusters that were never recorded (the persistent ``make run`` cluster) and those whose owner still
+    runs are left alone. A cluster that cannot be removed is reported with a warning and tried again next time.
+    """
+    try:
+        records = sorted(throwaway_registry().glob("*.json"))
+    except OSError:
+        return []
+    reaped = []
+    for record in records:
+        try:
+            fd = os.open(record, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            continue  # reaped or destroyed meanwhile
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # another reaper is at it
+            if os.fstat(fd).st_ino != getattr(_stat_or_none(record), "st_ino", None):
+                continue  # replaced or removed since we opened it
+            try:
+                owner = json.loads(os.read(fd, 65536))
+                root, pid, start = Path(owner["root"]), int(owner["pid"]), owner["start"]
+            except (ValueError, KeyError, TypeError):
+                warnings.warn(f"{record}: not a throwaway cluster record; remove it", stacklevel=2)
+                continue
+            if _owner_alive(pid, start):
+                continue
+            try:
+                LocalCluster(root).destroy()
+            except (ClusterError, OSError) as exc:
+                warnings.warn(f"could not remove the orphaned throwaway cluster {root}: {exc}", stacklevel=2)
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                record.unlink()
+            reaped.append(root)
+        finally:
+            os.close(fd)
+    return reaped
+
+
+def _stat_or_none(path: Path) -> os.stat_result | None:
+    try:
+        return path.stat()
+    except FileNotFoundError:
+        return None
+
+
 def _tail(path: Path, lines: int = 30) -> str:
     try:
         with open(path, "rb") as f:
@@ -224,11 +325,15 @@ class LocalCluster:
     ``fast=True`` trades durability for speed (``fsync``, ``synchronous_commit`` and
     ``full_page_writes`` off): for throwaway test clusters. Settings apply when the server starts;
     ``ensure()`` does not restart a running server.
+
+    ``throwaway=True``: ``ensure()`` records the calling process as the cluster's owner, and once that
+    process is gone ``reap_orphans()`` destroys the cluster. ``destroy()`` forgets the record.
     """
 
-    def __init__(self, root: str | os.PathLike[str], *, fast: bool = False) -> None:
+    def __init__(self, root: str | os.PathLike[str], *, fast: bool = False, throwaway: bool = False) -> None:
         self.root = Path(root).expanduser().resolve()
         self.fast = fast
+        self.throwaway = throwaway
         self._hash = hashlib.sha1(str(self.root).encode()).hexdigest()
         self.socket_dir = Path(f"{SOCKET_BASE}/truckroll-{self._hash[:10]}")
         self.port = PORT
@@ -241,6 +346,11 @@ class LocalCluster:
     @property
     def location_file(self) -> Path:
         return self.root / "location"
+
+    @property
+    def owner_record(self) -> Path:
+        """Where a throwaway cluster's owner is recorded (see ``reap_orphans()``)."""
+        return throwaway_registry() / f"{self._hash[:12]}.json"
 
     @property
     def fallback_home(self) -> Path:
@@ -279,6 +389,19 @@ class LocalCluster:
             tmp.write_text(f"{self.fallback_home}\n")
             tmp.replace(self.location_file)
         return self.fallback_home
+
+    def _record_owner(self) -> None:
+        """Record this process as the owner, unless another live process already owns the cluster."""
+        record = self.owner_record
+        with contextlib.suppress(FileNotFoundError, ValueError, KeyError, TypeError):
+            owner = json.loads(record.read_text())
+            if owner["pid"] != os.getpid() and _owner_alive(int(owner["pid"]), owner["start"]):
+                return
+        record.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        tmp = record.with_name(f".{record.name}.{os.getpid()}.tmp")
+        owner = {"root": str(self.root), "pid": os.getpid(), "start": _process_start(os.getpid())}
+        tmp.write_text(json.dumps(owner) + "\n")
+        tmp.replace(record)
 
     def _server_can_traverse(self, directory: Path) -> bool:
         runuser = self._runuser()
@@ -324,6 +447,8 @@ class LocalCluster:
         connections, create database ``truckroll`` and the ``postgis`` extension in it. Idempotent."""
         self.root.mkdir(parents=True, exist_ok=True)
         with self._lock():
+            if self.throwaway:  # before anything exists, so that a kill at any later point leaves it recorded
+                self._record_owner()
             home = self._locate(create=True)
             data = home / "data"
             major = self._data_major(data)
@@ -354,6 +479,10 @@ class LocalCluster:
             if pid is None:
                 return
             self._signal(pid, signal.SIGINT)  # what `pg_ctl stop -m fast` sends
+            # A server stopped with SIGSTOP (a debugger, a test of a frozen database killed part-way)
+            # acts on the request only once it runs again; its children as well.
+            for process in (pid, *_children(pid)):
+                self._signal(process, signal.SIGCONT)
             if self._wait_gone(pid, timeout):
                 return
             self._signal(pid, signal.SIGQUIT)  # immediate shutdown
@@ -371,7 +500,7 @@ class LocalCluster:
         if home == self.fallback_home:  # never rmtree an arbitrary path read from `location`
             with contextlib.suppress(FileNotFoundError):
                 shutil.rmtree(home)
-        for leftover in (self.location_file, self.root / ".lock"):
+        for leftover in (self.location_file, self.root / ".lock", self.owner_record):
             with contextlib.suppress(FileNotFoundError):
                 leftover.unlink()
         with contextlib.suppress(FileNotFoundError):

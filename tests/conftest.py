@@ -22,7 +22,7 @@ os.environ.setdefault("FIREBASE_AUTH_EMULATOR_HOST", "127.0.0.1:9099")
 from backend.app import create_app
 from backend.db.migrate import upgrade
 from backend.settings import Settings, libpq_url, load_settings, sqlalchemy_url
-from infra.postgis import LocalCluster
+from infra.postgis import LocalCluster, reap_orphans
 from tests.fakes.fcm import FakeFcmServer
 from tests.helpers import ADMIN_TOKEN, PROJECT_ID
 
@@ -55,7 +55,9 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             with psycopg.connect(admin, autocommit=True) as conn:
                 conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         return
-    cluster = LocalCluster(tmp_path_factory.mktemp("postgres"), fast=True)
+    # A run killed part-way (SIGKILL, a CI timeout) could not destroy its cluster: this run does.
+    reap_orphans()
+    cluster = LocalCluster(tmp_path_factory.mktemp("postgres"), fast=True, throwaway=True)
     cluster.ensure()
     try:
         yield cluster.url()

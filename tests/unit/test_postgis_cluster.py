@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import pwd
 import shutil
@@ -44,7 +46,7 @@ def cluster():
     """A fast cluster whose root is reachable by every user (mode-755 parent): files stay in the root."""
     parent = Path(tempfile.mkdtemp(prefix="truckroll-test-"))
     parent.chmod(0o755)
-    c = LocalCluster(parent / "postgres", fast=True)
+    c = LocalCluster(parent / "postgres", fast=True, throwaway=True)
     try:
         c.ensure()
         yield c
@@ -223,3 +225,77 @@ def test_missing_binaries_or_postgis_give_install_hints(monkeypatch, tmp_path):
     monkeypatch.setattr(postgis, "PG_LIB", tmp_path / "nothing")
     with pytest.raises(ClusterError, match="no PostgreSQL server found"):
         postgis.find_postgres()
+
+
+# A test run's process: creates its throwaway cluster, says so, then waits to be killed.
+OWNER = """
+import sys
+from infra.postgis import LocalCluster
+LocalCluster(sys.argv[1], fast=True, throwaway=True).ensure()
+print("ready", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_a_killed_runs_cluster_is_reaped_and_a_running_ones_is_not(cluster, private_parent):
+    # A pytest run's root is under a mode-700 directory: as root its files live in /var/lib/truckroll.
+    root = private_parent / "pytest-7" / "postgres0"
+    orphan = LocalCluster(root)
+    owner = subprocess.Popen(
+        [sys.executable, "-c", OWNER, str(root)], cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert owner.stdout.readline() == "ready\n"
+        home, pid = orphan.home, postmaster_pid(orphan)
+        assert home == (orphan.fallback_home if IS_ROOT else root)
+        assert json.loads(orphan.owner_record.read_text())["pid"] == owner.pid
+
+        assert root not in postgis.reap_orphans()  # its owner still runs
+        assert orphan.status()
+
+        owner.kill()  # SIGKILL: no finaliser runs, the cluster stays up
+        owner.wait()
+        assert orphan.status()
+        assert root in postgis.reap_orphans()
+        assert not orphan.status() and postgis._postmaster_data_dir(pid) is None
+        assert not (home / "data").exists() and not orphan.socket_dir.exists()
+        assert not orphan.owner_record.exists()
+        if IS_ROOT:
+            assert not home.exists()
+        assert cluster.status()  # this process's own throwaway cluster is left alone
+        assert root not in postgis.reap_orphans()
+    finally:
+        owner.kill()
+        owner.wait()
+        LocalCluster(root).destroy()
+
+
+def test_an_owner_is_its_pid_and_start_time_not_a_reused_pid(private_parent):
+    mine = LocalCluster(private_parent / "postgres", fast=True, throwaway=True).ensure()
+    try:
+        record = json.loads(mine.owner_record.read_text())
+        assert record["pid"] == os.getpid()
+        assert mine.root not in postgis.reap_orphans()
+        # The recorded owner had this PID but started at another moment: it is gone and the PID was reused.
+        mine.owner_record.write_text(json.dumps({**record, "start": record["start"] - 1}))
+        assert mine.root in postgis.reap_orphans()
+        assert not mine.status() and not mine.data_dir.exists()
+    finally:
+        mine.destroy()
+
+
+def test_stop_resumes_a_frozen_server(private_parent):
+    frozen = LocalCluster(private_parent / "postgres", fast=True).ensure()
+    pid = postmaster_pid(frozen)
+    processes = [pid, *postgis._children(pid)]
+    try:
+        for process in processes:
+            os.kill(process, signal.SIGSTOP)
+        started = time.monotonic()
+        frozen.stop()
+        assert time.monotonic() - started < 10 and not frozen.status()
+    finally:
+        for process in processes:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(process, signal.SIGCONT)
+        frozen.destroy()
