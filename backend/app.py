@@ -121,6 +121,7 @@ def create_app(
     settings: Settings | None = None, *, extra_route_handlers: Sequence[ControllerRouterHandler] = ()
 ) -> Litestar:
     settings = settings or load_settings()
+    state = State({"settings": settings})
     return Litestar(
         route_handlers=[
             health,
@@ -138,9 +139,9 @@ def create_app(
             tracking_router(settings.tracking),
             *extra_route_handlers,
         ],
-        state=State({"settings": settings}),
+        state=state,
         lifespan=[_resources, eta_router, live_tracking],
-        dependencies=providers(),
+        dependencies=providers(state),
         middleware=[DefineMiddleware(AuthMiddleware, exclude=[f"^{p}" for p in PUBLIC_PATHS])],
         exception_handlers={
             DomainError: domain_error,
