@@ -19,9 +19,12 @@ class DomainError(Exception):
 
     status_code = 400
 
-    def __init__(self, detail: str, **extra: Any) -> None:
+    def __init__(self, detail: str, *, keep: bool = False, **extra: Any) -> None:
+        """`keep`: what the refused action wrote is committed with the refusal (an alert its attempt raised);
+        normally nothing of it is kept."""
         super().__init__(detail)
         self.detail = detail
+        self.keep = keep
         self.extra: dict[str, Any] | list[dict[str, Any]] = extra
 
 

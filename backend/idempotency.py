@@ -1,9 +1,13 @@
-"""`Idempotency-Key` on POSTs that create or change state (API.md).
+"""`Idempotency-Key` on POSTs that create or change state (API.md), and the unit of work of every such POST.
 
-The first request with a key stores a fingerprint of the request before running it and its response after;
-a replay with the same key and body gets those bytes back with the same status, the same key with another
-body is refused (422), and a replay while the first is still running is told to wait (409). Keys are
-scoped to the credential's owner and kept at least 24 h.
+A keyed (or unkeyed) action runs in one transaction with everything it causes, and this runner commits it: the
+services it calls flush, never commit. With a key, the answer is stored in that same transaction, so the
+action and its stored answer exist together or not at all: a request that dies before its commit (a crash, a
+kill -9, the database gone) leaves nothing behind, and a retry with the same key runs afresh. While a request
+runs, its key is held by a transaction-scoped advisory lock: a replay meanwhile is told 409 at once, and the
+lock dies with the transaction, so a dead request never holds it. A replay with the same key and body gets the
+stored bytes back with the same status; the same key with another body (another path included) is refused
+(422). Keys are scoped to the credential's owner and kept at least 24 h.
 """
 
 from __future__ import annotations
@@ -14,8 +18,7 @@ from datetime import UTC, datetime, timedelta
 
 import msgspec
 from litestar import MediaType, Request, Response
-from sqlalchemy import delete, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.auth import OrgCaller, TechnicianCaller
@@ -54,13 +57,14 @@ async def step(
 async def idempotent(
     request: Request, session: AsyncSession, run: Callable[[], Awaitable[tuple[int, bytes]]]
 ) -> Response:
-    """Run `run` (which returns status and JSON body) at most once per Idempotency-Key.
+    """Run `run` (which returns status and JSON body) and commit it, at most once per Idempotency-Key.
 
     Everything happens on the request's own session, so a keyed request never holds two connections.
     """
     key = request.headers.get(HEADER)
     if key is None:
         status, body = await _answer(session, run)
+        await session.commit()
         return Response(body, status_code=status, media_type=MediaType.JSON)
     if not 1 <= len(key) <= 255:
         raise BadRequest("Idempotency-Key", "must be 1 to 255 characters", source="header")
@@ -68,42 +72,47 @@ async def idempotent(
         request.method.encode() + b" " + request.url.path.encode() + b"\n" + await request.body()
     ).digest()
     scope = _scope(request)
-    claimed = await session.scalar(
-        insert(IdempotentRequest)
-        .values(scope=scope, key=key, fingerprint=fingerprint, created_at=datetime.now(UTC))
-        .on_conflict_do_nothing()
-        .returning(IdempotentRequest.key)
-    )
-    await session.commit()
-    if claimed is None:
-        stored = await session.get(IdempotentRequest, (scope, key), populate_existing=True)
-        if stored is None or stored.fingerprint != fingerprint:
-            raise Invalid("Idempotency-Key", "already used with a different request", source="header")
-        if stored.status_code is None:
-            raise Conflict("Idempotency-Key: the first request with this key is still running")
-        return Response(stored.response_body, status_code=stored.status_code, media_type=MediaType.JSON)
-    this = (IdempotentRequest.scope == scope, IdempotentRequest.key == key)
-    try:
-        status, body = await _answer(session, run)
-    except BaseException:
-        # A failure that is not an answer (a crash, a 5xx) leaves the key free for a retry.
+    held = await session.scalar(select(func.pg_try_advisory_xact_lock(func.hashtextextended(f"{scope} {key}", 0))))
+    if not held:
+        raise Conflict("Idempotency-Key: the first request with this key is still running")
+    stored = (
+        await session.execute(
+            select(IdempotentRequest.fingerprint, IdempotentRequest.status_code, IdempotentRequest.response_body).where(
+                IdempotentRequest.scope == scope, IdempotentRequest.key == key
+            )
+        )
+    ).first()
+    if stored is not None:
         await session.rollback()
-        await session.execute(delete(IdempotentRequest).where(*this))
-        await session.commit()
-        raise
-    await session.execute(update(IdempotentRequest).where(*this).values(status_code=status, response_body=body))
+        if stored.fingerprint != fingerprint:
+            raise Invalid("Idempotency-Key", "already used with a different request", source="header")
+        return Response(stored.response_body, status_code=stored.status_code, media_type=MediaType.JSON)
+    status, body = await _answer(session, run)
+    session.add(
+        IdempotentRequest(
+            scope=scope,
+            key=key,
+            fingerprint=fingerprint,
+            created_at=datetime.now(UTC),
+            status_code=status,
+            response_body=body,
+        )
+    )
     await session.commit()
     return Response(body, status_code=status, media_type=MediaType.JSON)
 
 
 async def _answer(session: AsyncSession, run: Callable[[], Awaitable[tuple[int, bytes]]]) -> tuple[int, bytes]:
-    """A domain error is an answer: nothing of the action is kept, and its body is stored and replayed like a
-    success (the same bytes the app's handler would send)."""
+    """A domain error is an answer: what the action wrote is undone (unless the error keeps it: an alert the
+    attempt raised), and its body is stored and replayed like a success (the bytes the app's handler sends)."""
+    savepoint = await session.begin_nested()
     try:
-        return await run()
+        answer = await run()
     except DomainError as exc:
-        await session.rollback()
+        await (savepoint.commit() if exc.keep else savepoint.rollback())
         return exc.status_code, msgspec.json.encode(error_body(exc))
+    await savepoint.commit()
+    return answer
 
 
 async def purge_expired(now: datetime, *, session: AsyncSession) -> int:

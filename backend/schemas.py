@@ -1,4 +1,4 @@
-"""Structs shared by several domains."""
+"""Structs shared by several domains, and how skills are written (for jobs and pool members alike)."""
 
 from __future__ import annotations
 
@@ -28,3 +28,8 @@ class Position(msgspec.Struct, frozen=True):
 class Page(msgspec.Struct, Generic[T]):
     items: list[T]
     next_cursor: str | None
+
+
+def normalize_skills(skills: list[str]) -> list[str]:
+    """Skills are compared trimmed and lower-cased: a job's and a member's are stored that way."""
+    return sorted({s.strip().lower() for s in skills})

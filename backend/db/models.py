@@ -276,8 +276,8 @@ class IdempotentRequest(Base):
     scope: Mapped[str] = mapped_column(Text, primary_key=True)
     key: Mapped[str] = mapped_column(Text, primary_key=True)
     fingerprint: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
-    status_code: Mapped[int | None] = mapped_column(Integer)
-    response_body: Mapped[bytes | None] = mapped_column(LargeBinary)
+    status_code: Mapped[int] = mapped_column(Integer, nullable=False)
+    response_body: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
     created_at: Mapped[datetime] = _now_column()
 
 

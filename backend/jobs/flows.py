@@ -1,7 +1,8 @@
 """Dispatch: the state changes of a job and its offers, with their side effects.
 
-Every function here runs inside the caller's session and commits once: the job, its offers, its
-timeline and the queued work (pushes, the wave's deadline) land together or not at all.
+Every function here runs inside the caller's transaction and leaves the commit to it (the request's runner,
+`backend.idempotency`, or the queue task): the job, its offers, its timeline and the queued work (pushes, the
+wave's deadline) land together or not at all.
 
 Waves: a wave offers the job to its `max_offers` best candidates, each offer living `offer_ttl_s`. When
 the wave's offers have all been declined, or its deadline passes, the next wave starts; with none left
@@ -29,7 +30,7 @@ from backend.jobs.lifecycle import move, record, require, tally
 from backend.jobs.schemas import JobCreate, Wave
 from backend.push import send_later
 from backend.queue import defer, runtime_of, tasks
-from backend.technicians.services import normalize_skills
+from backend.schemas import normalize_skills
 from matching import WaveSpec, retrieval
 from matching.lifecycle import Action, JobStatus
 from notifications.messages import JobAssigned, JobOffer, OfferWithdrawn
@@ -79,7 +80,6 @@ async def post_job(
         # Nobody else sees the job before this transaction commits: no need to read it back or lock it.
         row = services.JobRow(job, data.location.lat, data.location.lon)
         await _next_wave(org_id, row, session=session, queue=queue, now=now)
-    await session.commit()
     return job.id
 
 
@@ -92,7 +92,6 @@ async def dispatch(
     move(row.Job, Action.DISPATCH, now)
     record(session, job_id, "dispatch_started", now)
     await _next_wave(org_id, row, session=session, queue=queue, now=now)
-    await session.commit()
 
 
 async def _locked(org_id: uuid.UUID, job_id: uuid.UUID, session: AsyncSession):
@@ -265,7 +264,6 @@ async def accept(
     record(session, offer.job_id, "accepted", now, technician_id=str(technician_id), offer_id=str(offer_id))
     record(session, offer.job_id, "assigned", now, technician_id=str(technician_id), by="offer")
     await _withdraw_pending(offer.job_id, session=session, queue=queue, now=now)
-    await session.commit()
     return offer.job_id
 
 
@@ -291,7 +289,6 @@ async def decline(
     record(session, offer.job_id, "declined", now, technician_id=str(technician_id), wave=offer.wave, reason=reason)
     await session.flush()
     await _next_wave_if_done(job_row, offer.wave, session=session, queue=queue, now=now)
-    await session.commit()
 
 
 async def _next_wave_if_done(row, wave: int, *, session: AsyncSession, queue: procrastinate.App, now: datetime) -> None:
@@ -330,7 +327,6 @@ async def close_wave(
         record(session, job_id, "offers_expired", now, wave=wave, offers=len(expired))
         await _tell_offers_gone(job_id, expired, session=session, queue=queue)
     await _next_wave_if_done(row, wave, session=session, queue=queue, now=now)
-    await session.commit()
 
 
 async def cancel(
@@ -348,7 +344,6 @@ async def cancel(
     job.cancelled_at = now
     record(session, job_id, "cancelled", now, reason=reason)
     await _withdraw_pending(job_id, session=session, queue=queue, now=now)
-    await session.commit()
 
 
 async def assign(
@@ -379,8 +374,7 @@ async def assign(
     # The guardrails hold for a dispatcher too: the alert is kept even when the assignment is refused.
     await engagement.raise_alerts(org_id, job_id, [(technician_id, o) for o in passed], now=now, session=session)
     if reasons:
-        await session.commit()
-        raise Conflict("this technician is not eligible for this job", reasons=reasons)
+        raise Conflict("this technician is not eligible for this job", keep=True, reasons=reasons)
     await tally(session, org_id, [technician_id], "assignments")
     move(job, Action.ASSIGN, now)
     job.technician_id = technician_id
@@ -416,7 +410,6 @@ async def assign(
             )
         ],
     )
-    await session.commit()
 
 
 async def back_out(
@@ -436,7 +429,6 @@ async def back_out(
     record(session, job_id, "backed_out", now, technician_id=str(technician_id), reason=reason)
     await tally(session, job.org_id, [technician_id], "backouts")
     await _next_wave(job.org_id, row, session=session, queue=queue, now=now)
-    await session.commit()
 
 
 @tasks.task(name="close_wave", queue="dispatch", pass_context=True)
@@ -444,3 +436,4 @@ async def close_wave_task(context: procrastinate.JobContext, job_id: str, wave: 
     """A wave's deadline, run by the queue at the moment its offers expire."""
     async with runtime_of(context).sessionmaker() as session:
         await close_wave(uuid.UUID(job_id), wave, session=session, queue=context.app, now=datetime.now(UTC))
+        await session.commit()

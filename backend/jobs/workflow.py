@@ -59,7 +59,6 @@ async def en_route(job_id: uuid.UUID, technician_id: uuid.UUID, *, session: Asyn
     job: Job = row.Job
     move(job, Action.EN_ROUTE, now)
     record(session, job_id, "en_route", now, technician_id=str(technician_id))
-    await session.commit()
 
 
 async def check_in(
@@ -104,7 +103,6 @@ async def check_in(
             distance_m=round(distance, 1),
             radius_m=round(radius, 1),
         )
-    await session.commit()
     return verdict, distance, radius
 
 
@@ -117,4 +115,3 @@ async def complete(
     job.completed_at = now
     await tally(session, job.org_id, [technician_id], "completions")
     record(session, job_id, "completed", now, technician_id=str(technician_id), notes=notes)
-    await session.commit()

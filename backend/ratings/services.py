@@ -84,7 +84,6 @@ async def rate(
     released = other is not None
     if released:
         await _fold(await _release(JobRating.job_id == job_id, now=now, session=session), session)
-    await session.commit()
     return PostedRating(side=side, stars=data.stars, comment=data.comment, at=now, released=released)
 
 

@@ -1,12 +1,15 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 
-from litestar import Controller, Request, get, patch, post
+from litestar import Controller, Request, Response, get, patch, post
 from litestar.params import FromPath, FromQuery, JSONBody
 
 from backend.auth import org_only
 from backend.db.engine import DbSession
+from backend.dependencies import Queue
+from backend.idempotency import step
 from backend.pagination import Cursor, Limit
 from backend.schemas import Page
 from backend.technicians import services
@@ -27,11 +30,14 @@ class TechnicianController(Controller):
             "everywhere. Onboarding a person another organisation already knows adds a membership to this "
             "pool; their own profile (name, email, phone) is kept as it is. Tier, skills, service area, "
             "notes and `active` are this organisation's own view. Skills are trimmed and lower-cased. "
-            "409 when the person is already in this pool."
+            "409 when the person is already in this pool. Honours `Idempotency-Key`."
         ),
     )
-    async def onboard(self, request: Request, data: JSONBody[TechnicianCreate], db_session: DbSession) -> TechnicianOut:
-        return await services.onboard(request.user.org_id, data, session=db_session)
+    async def onboard(
+        self, request: Request, data: JSONBody[TechnicianCreate], db_session: DbSession
+    ) -> Response[TechnicianOut]:
+        org_id = request.user.org_id
+        return await step(request, db_session, lambda _: services.onboard(org_id, data, session=db_session), status=201)
 
     @get("/", operation_id="listTechnicians", summary="List this organisation's pool")
     async def list_pool(
@@ -55,7 +61,10 @@ class TechnicianController(Controller):
         "/{technician_id:uuid}",
         operation_id="updateTechnician",
         summary="Change this organisation's view of a technician",
-        description="Fields: `tier`, `skills`, `service_radius_km`, `active`, `notes`. Omitted fields are unchanged.",
+        description=(
+            "Fields: `tier`, `skills`, `service_radius_km`, `active`, `notes`. Omitted fields are unchanged. "
+            "Setting `active` to false withdraws the technician's pending offers of this organisation's jobs."
+        ),
     )
     async def update(
         self,
@@ -63,5 +72,8 @@ class TechnicianController(Controller):
         technician_id: FromPath[uuid.UUID],
         data: JSONBody[TechnicianUpdate],
         db_session: DbSession,
+        queue: Queue,
     ) -> TechnicianOut:
-        return await services.update(request.user.org_id, technician_id, data, session=db_session)
+        return await services.update(
+            request.user.org_id, technician_id, data, session=db_session, queue=queue, now=datetime.now(UTC)
+        )

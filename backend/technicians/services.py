@@ -6,6 +6,7 @@ import uuid
 from datetime import datetime
 
 import msgspec
+import procrastinate
 from sqlalchemy import Row, Select, select, tuple_
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -13,9 +14,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from backend.db.geo import lat_of, lon_of, point
 from backend.db.models import PoolMembership, Technician
 from backend.errors import Conflict, NotFound
+from backend.jobs import flows
 from backend.pagination import decode_cursor, page_of
 from backend.ratings.services import shown_rating
-from backend.schemas import LatLon, Page, Position
+from backend.schemas import LatLon, Page, Position, normalize_skills
 from backend.technicians.schemas import TechnicianCreate, TechnicianOut, TechnicianUpdate
 from matching.curation import COUNTERS, reliability
 
@@ -25,10 +27,6 @@ NOT_IN_POOL = "no such technician in this organisation's pool"
 
 async def in_pool(org_id: uuid.UUID, technician_id: uuid.UUID, *, session: AsyncSession) -> bool:
     return await session.get(PoolMembership, (org_id, technician_id)) is not None
-
-
-def normalize_skills(skills: list[str]) -> list[str]:
-    return sorted({s.strip().lower() for s in skills})
 
 
 def _pool_view(org_id: uuid.UUID) -> Select:
@@ -121,23 +119,32 @@ async def onboard(org_id: uuid.UUID, data: TechnicianCreate, *, session: AsyncSe
         .returning(PoolMembership.technician_id)
     )
     if added is None:
-        await session.rollback()
         raise Conflict("this technician is already in the pool", technician_id=str(technician_id))
-    await session.commit()
     return await get(org_id, technician_id, session=session)
 
 
 async def update(
-    org_id: uuid.UUID, technician_id: uuid.UUID, data: TechnicianUpdate, *, session: AsyncSession
+    org_id: uuid.UUID,
+    technician_id: uuid.UUID,
+    data: TechnicianUpdate,
+    *,
+    session: AsyncSession,
+    queue: procrastinate.App,
+    now: datetime,
 ) -> TechnicianOut:
-    membership = await session.get(PoolMembership, (org_id, technician_id))
+    """Change this organisation's view of a member. Deactivating withdraws their pending offers of its jobs (an
+    accept in flight either commits first, or sees the member inactive: it reads the membership FOR SHARE)."""
+    membership = await session.get(PoolMembership, (org_id, technician_id), with_for_update=True)
     if membership is None:
         raise NotFound(NOT_IN_POOL)
     changes = {f: v for f in data.__struct_fields__ if (v := getattr(data, f)) is not msgspec.UNSET}
     if "skills" in changes:
         changes["skills"] = normalize_skills(changes["skills"])
+    deactivated = membership.active and changes.get("active") is False
     for field, value in changes.items():
         setattr(membership, field, value)
+    if deactivated:
+        await flows.withdraw_member_offers(org_id, technician_id, session=session, queue=queue, now=now)
     await session.commit()
     return await get(org_id, technician_id, session=session)
 
