@@ -530,3 +530,20 @@ async def test_the_pool_is_for_organisation_keys_only(client: AsyncTestClient, d
             assert response.status_code == status, (method, url, headers, response.text)
     assert stored_counts(db) == (1, 1)
     assert (await client.get(f"/v1/technicians/{technician['id']}", headers=org)).json()["tier"] == "preferred"
+
+
+async def test_onboarding_replayed_with_its_idempotency_key_answers_the_first_201(
+    client: AsyncTestClient, db: psycopg.Connection
+) -> None:
+    org = await new_org(client)
+    headers = {**org, "Idempotency-Key": "onboard-mia"}
+    body = technician_body("mia")
+
+    first = await client.post("/v1/technicians", json=body, headers=headers)
+    replay = await client.post("/v1/technicians", json=body, headers=headers)
+
+    assert first.status_code == 201, first.text
+    assert (replay.status_code, replay.content) == (201, first.content)
+    assert db.execute("SELECT count(*) FROM pool_memberships").fetchone()[0] == 1
+    other = await client.post("/v1/technicians", json=technician_body("other"), headers=headers)
+    assert other.status_code == 422 and "Idempotency-Key" in other.json()["detail"]
