@@ -15,6 +15,7 @@ SDK parses to pick its exception types.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -24,6 +25,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 _FCM_ERROR_TYPE = "type.googleapis.com/google.firebase.fcm.v1.FcmError"
+# A held message is answered after this at the latest, so that a test that forgets to let go ends.
+_HOLD_AT_MOST_S = 120.0
 
 
 @dataclass(frozen=True)
@@ -135,6 +138,7 @@ class FakeFcmServer:
         self._replies: dict[str, FcmReply] = {}
         self._delays: dict[str, float] = {}
         self._hang_ups: set[str] = set()
+        self._held: dict[str, threading.Event] = {}
         self._delivered = 0
         self._changed = threading.Condition()
         self._server: ThreadingHTTPServer | None = None
@@ -172,6 +176,18 @@ class FakeFcmServer:
         with self._changed:
             self._hang_ups.add(token)
 
+    def hold(self, token: str) -> None:
+        """Keep messages for `token` waiting, unanswered, until `let_go(token)`: an FCM that hangs."""
+        with self._changed:
+            self._held.setdefault(token, threading.Event())
+
+    def let_go(self, token: str) -> None:
+        """Answer the messages for `token` held so far, and those to come at once."""
+        with self._changed:
+            held = self._held.pop(token, None)
+        if held is not None:
+            held.set()
+
     @property
     def requests(self) -> list[RecordedRequest]:
         with self._changed:
@@ -197,6 +213,8 @@ class FakeFcmServer:
     def stop(self) -> None:
         if self._server is None:
             return
+        for token in list(self._held):
+            self.let_go(token)
         self._server.shutdown()
         self._server.server_close()
         if self._thread is not None:
@@ -219,12 +237,15 @@ class FakeFcmServer:
             if token in self._hang_ups:
                 return None
             delay = self._delays.get(token, 0.0) if token else 0.0
+            held = self._held.get(token) if token else None
             reply = self._replies.get(token) if token else None
             if request.path != self.send_path:
                 reply = fcm_error(404, "NOT_FOUND", "Requested entity was not found.")
             elif reply is None:
                 self._delivered += 1
                 reply = FcmReply(200, {"name": f"projects/{self.project_id}/messages/{self._delivered}"})
+        if held is not None:
+            held.wait(_HOLD_AT_MOST_S)
         if delay:
             time.sleep(delay)
         return reply
@@ -264,13 +285,15 @@ def _handler_for(fake: FakeFcmServer) -> type[BaseHTTPRequestHandler]:
                 self.close_connection = True
                 return
             payload = json.dumps(reply.body).encode()
-            self.send_response(reply.status)
-            self.send_header("Content-Type", "application/json; charset=UTF-8")
-            self.send_header("Content-Length", str(len(payload)))
-            for name, value in reply.headers.items():
-                self.send_header(name, value)
-            self.end_headers()
-            self.wfile.write(payload)
+            # The client may be gone meanwhile (killed while its message was held): nobody to answer.
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                self.send_response(reply.status)
+                self.send_header("Content-Type", "application/json; charset=UTF-8")
+                self.send_header("Content-Length", str(len(payload)))
+                for name, value in reply.headers.items():
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(payload)
 
         def log_message(self, format: str, *args: Any) -> None:
             pass
