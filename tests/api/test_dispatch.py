@@ -223,25 +223,37 @@ async def test_unfilled_job_can_be_restarted_and_an_offering_one_cannot(client: 
     assert len((await get_job(client, org, job["id"]))["offers"]) == 2
 
 
-async def test_a_restarted_wave_keeps_its_own_deadline(client: AsyncTestClient) -> None:
+async def test_a_restarted_wave_keeps_its_own_deadline(client: AsyncTestClient, db: psycopg.Connection) -> None:
     org = await new_org(client)
     _, ana_auth = await technician(client, org, "ana", km=1)
-    job = await post_job(client, org, waves=[wave(max_offers=1, offer_ttl_s=4)])
+    job = await post_job(client, org, waves=[wave(max_offers=1, offer_ttl_s=6)])
     first_deadline = parse(job["offers"][0]["expires_at"])
     assert (await decline(client, ana_auth, job["offers"][0]["id"])).status_code == 200
     assert (await get_job(client, org, job["id"]))["status"] == "unfilled"
 
-    # Restart 2.5 s into the first run's 4 s wave, so that the two deadlines are well apart.
-    await sleep_until(first_deadline, extra_s=-1.5)
+    # Restart 3 s into the first run's 6 s wave, so that the two deadlines are 3 s apart.
+    await sleep_until(first_deadline, extra_s=-3)
     ben, ben_auth = await technician(client, org, "ben", km=2)
     restarted = await client.post(f"/v1/jobs/{job['id']}/dispatch", headers=org)
     assert restarted.status_code == 200, restarted.text
     offer = pending(restarted.json())[ben]
-    assert parse(offer["expires_at"]) > first_deadline
+    second_deadline = parse(offer["expires_at"])
+    assert second_deadline > first_deadline
 
-    # Wait until the first run's deadline has passed (and been polled), while ben's offer is still live.
-    await sleep_until(first_deadline, extra_s=1.2)
-    assert (parse(offer["expires_at"]) - datetime.now(UTC)).total_seconds() > 0.5
+    # The first run's deadline comes and its close_wave runs (done, the queue forgets it), wave 1 again...
+    async def first_deadline_done() -> bool:
+        return not count(
+            db,
+            "SELECT count(*) FROM procrastinate_jobs WHERE task_name = 'close_wave' AND args->>'job_id' = %s "
+            "AND scheduled_at < %s",
+            job["id"],
+            second_deadline,
+        )
+
+    await eventually(first_deadline_done, within=10, what="the first run's deadline to be closed")
+    # ... and leaves ben's offer of the new wave 1 alone: it is still there to accept.
+    assert datetime.now(UTC) < second_deadline, "too slow to tell: ben's own deadline passed meanwhile"
+    assert offers_by_technician(await get_job(client, org, job["id"]))[ben]["status"] == "pending"
     response = await accept(client, ben_auth, offer["id"])
     assert response.status_code == 200, response.text
 
@@ -449,7 +461,8 @@ async def test_my_offers_lists_pending_offers_and_an_expired_one_cannot_be_accep
     assert parse(item["expires_at"]) == parse(long_offer["expires_at"])
     assert "customer" not in item["job"]
 
-    # Once the short offer's time is up it is no longer listed, and accepting it is a conflict.
+    # Once the short offer's time is up it is no longer listed, and accepting it is a conflict: the moment
+    # is the event waited for (the queue's close_wave, run later, need not have expired it yet).
     await sleep_until(parse(short_offer["expires_at"]), extra_s=0.05)
     listed = (await client.get("/v1/me/offers", headers=auth)).json()["items"]
     assert [i["id"] for i in listed] == [long_offer["id"]]
