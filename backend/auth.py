@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import anyio.to_thread
 import firebase_admin
 from firebase_admin import auth as firebase_auth
+from google.auth.credentials import AnonymousCredentials
 from litestar.connection import ASGIConnection
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 from litestar.handlers import BaseRouteHandler
@@ -66,8 +67,11 @@ class IdTokenVerifier:
     _names = itertools.count()
 
     def __init__(self, project_id: str, *, cache_size: int = 10_000) -> None:
+        # Verifying an ID token needs only Google's public certificates: no credential of ours. Without this
+        # explicit anonymous one, firebase-admin looks for application-default credentials at the first
+        # technician request and, finding none (or a file that is not a service account), fails every one.
         self._app = firebase_admin.initialize_app(
-            options={"projectId": project_id}, name=f"truckroll-auth-{next(self._names)}"
+            AnonymousCredentials(), options={"projectId": project_id}, name=f"truckroll-auth-{next(self._names)}"
         )
         self._cache: OrderedDict[str, tuple[str, float]] = OrderedDict()
         self._cache_size = cache_size

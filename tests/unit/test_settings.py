@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from backend.settings import DEV_ADMIN_TOKEN, SettingsError, load_settings
@@ -35,9 +37,40 @@ def test_an_empty_variable_counts_as_unset() -> None:
     assert load_settings(dict.fromkeys(names, "")) == load_settings({})
 
 
-def test_production_defaults_push_through_fcm_and_run_the_worker_apart() -> None:
-    settings = load_settings({**PRODUCTION, "TRUCKROLL_PUSH": "", "GOOGLE_APPLICATION_CREDENTIALS": __file__})
+SERVICE_ACCOUNT = {
+    "type": "service_account",
+    "project_id": "acme-prod",
+    "private_key": "-----BEGIN PRIVATE KEY-----\n…\n-----END PRIVATE KEY-----\n",
+    "client_email": "push@acme-prod.iam.gserviceaccount.com",
+}
+
+
+def key_file(tmp_path, content) -> str:
+    path = tmp_path / "key.json"
+    path.write_text(content if isinstance(content, str) else json.dumps(content))
+    return str(path)
+
+
+def test_production_defaults_push_through_fcm_and_run_the_worker_apart(tmp_path) -> None:
+    key = key_file(tmp_path, SERVICE_ACCOUNT)
+    settings = load_settings({**PRODUCTION, "TRUCKROLL_PUSH": "", "GOOGLE_APPLICATION_CREDENTIALS": key})
     assert (settings.push.mode, settings.worker.mode) == ("fcm", "external")
+
+
+@pytest.mark.parametrize(
+    ("content", "says"),
+    [
+        ({"type": "authorized_user", "client_id": "x", "refresh_token": "y"}, "not a service account key"),
+        ({**SERVICE_ACCOUNT, "private_key": ""}, "missing private_key"),
+        ("[1, 2]", "not a service account key"),
+        ("not json at all", "not a readable JSON key file"),
+    ],
+    ids=["user credentials", "no private key", "a JSON list", "not JSON"],
+)
+def test_production_refuses_to_start_with_a_key_file_that_is_not_a_service_account(tmp_path, content, says) -> None:
+    environ = {**PRODUCTION, "TRUCKROLL_PUSH": "fcm", "GOOGLE_APPLICATION_CREDENTIALS": key_file(tmp_path, content)}
+    with pytest.raises(SettingsError, match=f"GOOGLE_APPLICATION_CREDENTIALS: .*{says}"):
+        load_settings(environ)
 
 
 @pytest.mark.parametrize(
