@@ -9,7 +9,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from hypothesis import event, given, settings
+from hypothesis import event, example, given, settings
 from hypothesis import strategies as st
 
 from matching import JobSpec, MatchSettings, MemberSnapshot, WaveSpec, evaluate
@@ -248,7 +248,46 @@ def show_coverage(members, result, excluded, pool_size, limit):
         event(reason)
 
 
+def edge_draft(n: int, **fields) -> dict:
+    """A member at the job site, eligible for any job of the examples below but for what `fields` change."""
+    return {
+        "technician_id": uuid.UUID(int=n),
+        "tier": "preferred",
+        "active": True,
+        "has_job_skills": True,
+        "skills": frozenset(),
+        "service_radius_km": 30.0,
+        "home": (0.0, 0.0),
+        "on_duty": True,
+        "live": (0.01, 0.0),
+        "age_s": 0,
+        "speed_mps": None,
+        "busy": [],
+        "already_offered": False,
+        "good_standing": True,
+        "credentials": {},
+        "rating": None,
+        "reliability": None,
+        "twin": None,
+        "distance_factor": None,
+        **fields,
+    }
+
+
+# A live position exactly 10 min old is fresh (the module's doc, API.md); a microsecond or a second more is
+# stale: members on both sides of the edge, for an ASAP job and for one exactly 2 h ahead (not ASAP, where
+# freshness does not matter). Hypothesis reaches these edges only by chance.
+FRESHNESS_EDGE = [edge_draft(n, age_s=age) for n, age in enumerate([599, 600, 600.000001, 601, 3600], 1)]
+
+
+def edge_scenario(start_s: int):
+    return build((FRESHNESS_EDGE, (48.85, 2.35), start_s, 3600, frozenset(), frozenset(TIERS), 50.0, frozenset()))
+
+
 @settings(max_examples=150, deadline=None)
+@example(scenario=edge_scenario(0), pool_size=25, limit=30, use_distances=False)
+@example(scenario=edge_scenario(7199), pool_size=25, limit=30, use_distances=True)
+@example(scenario=edge_scenario(7200), pool_size=25, limit=30, use_distances=False)
 @given(
     scenario=SCENARIO.map(build),
     pool_size=st.integers(1, 25),

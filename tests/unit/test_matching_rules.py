@@ -115,9 +115,31 @@ def test_asap_is_a_window_starting_less_than_two_hours_from_now(start_in, asap):
 # --- each reason at its edge --------------------------------------------------------------------------
 
 
-def test_location_exactly_ten_minutes_old_is_fresh_one_second_more_is_stale():
-    assert is_eligible(member(age_s=600), job(ASAP))
-    assert reasons_for(member(age_s=601), job(ASAP)) == ["stale_location"]
+@pytest.mark.parametrize(
+    ("age", "fresh"),
+    [
+        (timedelta(minutes=10) - timedelta(microseconds=1), True),
+        (timedelta(minutes=10), True),  # exactly 10 min old is still fresh (the module's doc)
+        (timedelta(minutes=10) + timedelta(microseconds=1), False),
+        (timedelta(minutes=10, seconds=1), False),
+    ],
+)
+def test_location_exactly_ten_minutes_old_is_fresh_a_moment_more_is_stale(age, fresh):
+    m = member(location_recorded_at=NOW - age)
+    expected = [] if fresh else ["stale_location"]
+    assert reasons_for(m, job(ASAP)) == expected
+    distance = 1000.0 if fresh else None  # a stale position has no distance
+    assert exclusion_reasons(m, job(ASAP), BOTH_TIERS, NOW, SETTINGS, distance) == expected
+
+
+@pytest.mark.parametrize(("age_s", "fresh"), [(299, True), (300, True), (300.000001, False)])
+def test_the_freshness_edge_follows_the_setting(age_s, fresh):
+    five_minutes = MatchSettings(fresh_location_s=300)
+    m = member(location_recorded_at=NOW - timedelta(seconds=age_s))
+    result = evaluate(job(ASAP), BOTH_TIERS, [m], NOW, settings=five_minutes, explain=True)
+    assert (len(result.candidates), [e.reasons for e in result.excluded]) == (
+        (1, []) if fresh else (0, [["stale_location"]])
+    )
 
 
 @pytest.mark.parametrize("missing", ["location_lat", "location_lon", "location_recorded_at"])
