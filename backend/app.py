@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 
 import psycopg
 import sqlalchemy.exc
-from litestar import Litestar, MediaType, Request, Response, get
+from litestar import Litestar, MediaType, Request, Response
 from litestar.datastructures import State
 from litestar.exceptions import ValidationException
 from litestar.middleware import DefineMiddleware
@@ -18,7 +18,6 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.types import ControllerRouterHandler
-from sqlalchemy import text
 
 from backend.auth import PUBLIC_PATHS, AuthMiddleware, IdTokenVerifier, ServiceUnavailable
 from backend.compliance.controllers import (
@@ -27,9 +26,10 @@ from backend.compliance.controllers import (
     EngagementController,
     OrgController,
 )
-from backend.db.engine import DbSession, database_url, make_engine, make_sessionmaker
+from backend.db.engine import database_url, make_engine, make_sessionmaker
 from backend.dependencies import providers
 from backend.errors import DomainError, domain_error, validation_error
+from backend.health import health, readiness
 from backend.jobs.controllers import JobController, TechnicianJobController
 from backend.me.controllers import MeController
 from backend.offers.controllers import OfferController
@@ -37,9 +37,8 @@ from backend.orgs.controllers import AdminOrgController
 from backend.presence.recorder import PingRecorder
 from backend.push import make_sender
 from backend.queue import WORKER_OPTIONS, Runtime, run_supervised_worker
-from backend.settings import libpq_url
 from backend.ratings.controllers import RatingController
-from backend.settings import Settings, load_settings
+from backend.settings import Settings, libpq_url, load_settings
 from backend.tasks import make_queue
 from backend.technicians.controllers import TechnicianController
 from backend.tracking.controllers import eta_router, tracking_router
@@ -73,7 +72,7 @@ async def _resources(app: Litestar) -> AsyncIterator[None]:
     app.state.sessionmaker = make_sessionmaker(engine)
     app.state.id_tokens = IdTokenVerifier(settings.auth.firebase_project_id)
     app.state.technician_ids = {}
-    recorder = PingRecorder(libpq_url(database_url(settings.database)))
+    recorder = PingRecorder(libpq_url(database_url(settings.database)), timeout_s=settings.database.timeout_s)
     recorder.start()
     app.state.ping_recorder = recorder
     queue = make_queue(database_url(settings.database))
@@ -103,12 +102,6 @@ async def _resources(app: Litestar) -> AsyncIterator[None]:
         await engine.dispose()
 
 
-@get("/healthz", operation_id="health", summary="Liveness and database reachability", tags=["ops"], security=[{}])
-async def health(db_session: DbSession) -> dict[str, str]:
-    await db_session.execute(text("SELECT 1"))
-    return {"status": "ok"}
-
-
 def _unavailable(_: Request, exc: Exception) -> Response:
     log.warning("dependency unavailable: %s", exc)
     detail = str(exc) if isinstance(exc, ServiceUnavailable) else "the database is unavailable"
@@ -125,6 +118,7 @@ def create_app(
     return Litestar(
         route_handlers=[
             health,
+            readiness,
             AdminOrgController,
             TechnicianController,
             CredentialController,

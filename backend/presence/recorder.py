@@ -8,7 +8,8 @@ request is acknowledged before its pings are durable.
 
 The flush is a single statement on a connection of its own, in autocommit (the statement is its own
 transaction, committed durably before anyone is answered) and prepared: no BEGIN/COMMIT round trips and
-no ORM layer on the hottest path of the API.
+no ORM layer on the hottest path of the API. Its connection gives up on a silent database after the
+database timeout, like the engine's (backend.db.engine.connect).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from dataclasses import dataclass, field
 
 import psycopg
 
+from backend.db.engine import Deadline, connect
 from backend.presence.schemas import Ping
 from backend.tracking.live import CHANNEL
 
@@ -86,8 +88,9 @@ class _Pending:
 
 
 class PingRecorder:
-    def __init__(self, conninfo: str, *, max_batch_pings: int = 20_000) -> None:
+    def __init__(self, conninfo: str, *, timeout_s: float, max_batch_pings: int = 20_000) -> None:
         self._conninfo = conninfo
+        self._deadline = Deadline(timeout_s)
         self._conn: psycopg.AsyncConnection | None = None
         self._max_batch_pings = max_batch_pings
         self._queue: deque[_Pending] = deque()
@@ -144,8 +147,8 @@ class PingRecorder:
                 columns["heading_deg"].append(ping.heading_deg)
         try:
             if self._conn is None or self._conn.closed:
-                self._conn = await psycopg.AsyncConnection.connect(
-                    self._conninfo, autocommit=True, options="-c jit=off", connect_timeout=5
+                self._conn = await connect(
+                    self._conninfo, deadline=self._deadline, autocommit=True, options="-c jit=off"
                 )
             cursor = await self._conn.execute(FLUSH, columns, prepare=True)
             allowed = {row[0] for row in await cursor.fetchall()}
@@ -154,6 +157,11 @@ class PingRecorder:
                 await self._conn.close()  # a fresh connection for the next flush
                 self._conn = None
             log.exception("flushing %d ping requests failed", len(batch))
+            if isinstance(exc, psycopg.OperationalError):
+                # The database is down or did not answer: the requests that queued up meanwhile would
+                # wait as long again for the same answer. They hear it now; the next request tries afresh.
+                batch += self._queue
+                self._queue.clear()
             for pending in batch:
                 if not pending.done.done():
                     pending.done.set_exception(exc)

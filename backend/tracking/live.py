@@ -33,7 +33,7 @@ import psycopg
 from litestar import Litestar
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from backend.db.engine import database_url
+from backend.db.engine import Deadline, connect, database_url
 from backend.settings import libpq_url
 from backend.tracking import services
 from backend.tracking.eta import Router
@@ -62,8 +62,11 @@ class _Watched:
 
 
 class LiveTracking:
-    def __init__(self, dsn: str, *, sessionmaker: async_sessionmaker[AsyncSession], router: Router) -> None:
+    def __init__(
+        self, dsn: str, *, timeout_s: float, sessionmaker: async_sessionmaker[AsyncSession], router: Router
+    ) -> None:
         self._dsn = dsn
+        self._deadline = Deadline(timeout_s)
         self._sessionmaker = sessionmaker
         self._router = router
         self._jobs: dict[str, _Watched] = {}
@@ -115,7 +118,9 @@ class LiveTracking:
         failures = 0
         while True:
             try:
-                async with await psycopg.AsyncConnection.connect(self._dsn, autocommit=True) as connection:
+                # Bounded like every connection (a frozen database fails the attempt, not hangs it); an idle
+                # listener notices a silent peer on TCP by its keepalives.
+                async with await connect(self._dsn, deadline=self._deadline, autocommit=True) as connection:
                     await connection.execute(f"LISTEN {CHANNEL}")
                     if failures:
                         log.info("live tracking listens again; reading the %d watched jobs afresh", len(self._jobs))
@@ -165,6 +170,7 @@ async def live_tracking(app: Litestar) -> AsyncIterator[None]:
     """The process's hub of live tracking sockets (after the session factory and the ETA router exist)."""
     hub = LiveTracking(
         libpq_url(database_url(app.state.settings.database)),
+        timeout_s=app.state.settings.database.timeout_s,
         sessionmaker=app.state.sessionmaker,
         router=app.state.eta_router,
     )
