@@ -7,6 +7,7 @@ field out, and the struct fills it in.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -142,6 +143,27 @@ def libpq_url(url: str) -> str:
     return url.replace("postgresql+psycopg://", "postgresql://", 1)
 
 
+def _check_service_account(path: str) -> None:
+    """FCM sends with a service account's key: refuse at start a file that is not one (not at the first push)."""
+    name = "GOOGLE_APPLICATION_CREDENTIALS"
+    try:
+        info = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise SettingsError(f"{name}: no such file {path!r}") from None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise SettingsError(f"{name}: {path!r} is not a readable JSON key file ({exc})") from None
+    missing = [
+        f for f in ("project_id", "private_key", "client_email") if not isinstance(info, dict) or not info.get(f)
+    ]
+    if not isinstance(info, dict) or info.get("type") != "service_account" or missing:
+        kind = info.get("type") if isinstance(info, dict) else type(info).__name__
+        raise SettingsError(
+            f"{name}: {path!r} is not a service account key (type {kind!r}"
+            + (f", missing {', '.join(missing)}" if missing else "")
+            + "); download one from the Firebase console, Project settings → Service accounts"
+        )
+
+
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     environ = os.environ if environ is None else environ
     env = _choice(environ, "TRUCKROLL_ENV", Env) or "development"
@@ -187,8 +209,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     if endpoint and not endpoint.startswith(("http://", "https://")):
         raise SettingsError(f"TRUCKROLL_FCM_ENDPOINT: expected an http(s) URL, got {endpoint!r}")
     credentials_file = environ.get("GOOGLE_APPLICATION_CREDENTIALS") or None
-    if credentials_file and not Path(credentials_file).is_file():
-        raise SettingsError(f"GOOGLE_APPLICATION_CREDENTIALS: no such file {credentials_file!r}")
+    if credentials_file:
+        _check_service_account(credentials_file)
     if push_mode == "fcm" and production and not credentials_file:
         raise SettingsError("GOOGLE_APPLICATION_CREDENTIALS: required with TRUCKROLL_PUSH=fcm in production")
     push = PushSettings(**_given(mode=push_mode, fcm_endpoint=endpoint, credentials_file=credentials_file))

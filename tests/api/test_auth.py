@@ -8,7 +8,7 @@ import uuid
 import pytest
 from litestar.testing import AsyncTestClient
 
-from tests.helpers import ADMIN, new_org, onboard, technician_auth
+from tests.helpers import ADMIN, PROJECT_ID, new_org, onboard, technician_auth
 
 PUBLIC = ("/healthz", "/readyz", "/schema")
 # The customer's link: no credential needed, and an unknown token is 404 whoever asks.
@@ -137,3 +137,57 @@ async def test_create_org_validates_its_body(client: AsyncTestClient, db) -> Non
         assert response.status_code == 400, body
         assert field in response.json()["detail"], response.json()
     assert db.execute("SELECT count(*) FROM organizations").fetchone()[0] == 0
+
+
+async def test_in_production_a_technician_token_whose_certificates_cannot_be_fetched_is_503_not_500(
+    settings, monkeypatch
+) -> None:
+    """No application-default credentials on the host (none are needed to verify an ID token), and Google's
+    certificates out of reach: the technician is told to retry (503), the operator's log says why."""
+    import firebase_admin._token_gen
+
+    from backend.app import create_app
+    from backend.settings import load_settings
+
+    monkeypatch.delenv("FIREBASE_AUTH_EMULATOR_HOST", raising=False)
+    monkeypatch.delenv("GOOGLE_APPLICATION_CREDENTIALS", raising=False)
+    # Nothing listens on the discard port: the fetch fails at once, as it would with Google unreachable.
+    monkeypatch.setattr(firebase_admin._token_gen, "ID_TOKEN_CERT_URI", "http://127.0.0.1:9/certs")
+    production = load_settings(
+        {
+            "TRUCKROLL_ENV": "production",
+            "DATABASE_URL": settings.database.url,
+            "TRUCKROLL_ADMIN_TOKEN": "p" * 40,
+            "TRUCKROLL_FIREBASE_PROJECT_ID": PROJECT_ID,
+            "TRUCKROLL_PUSH": "log",
+            "TRUCKROLL_WORKER": "external",
+        }
+    )
+    async with AsyncTestClient(create_app(production)) as client:
+        response = await client.get("/v1/me", headers={"Authorization": f"Bearer {_signed_looking_token('ana')}"})
+
+    assert response.status_code == 503, response.text
+    assert response.headers.get("retry-after")
+    assert "certificates" in response.json()["detail"]
+
+
+def _signed_looking_token(uid: str) -> str:
+    """A token shaped like one Firebase signs (RS256, a key id, valid claims), so that verifying it needs the
+    certificates; its signature is never reached."""
+    import base64
+    import json
+    import time
+
+    def part(value: dict) -> str:
+        return base64.urlsafe_b64encode(json.dumps(value).encode()).decode().rstrip("=")
+
+    now = int(time.time())
+    claims = {
+        "iss": f"https://securetoken.google.com/{PROJECT_ID}",
+        "aud": PROJECT_ID,
+        "sub": uid,
+        "iat": now,
+        "auth_time": now,
+        "exp": now + 3600,
+    }
+    return f"{part({'alg': 'RS256', 'kid': 'key-1', 'typ': 'JWT'})}.{part(claims)}.c2lnbmF0dXJl"
