@@ -16,8 +16,9 @@ jobs_completed      completed jobs of this organisation
 
 At offer time the same figures are computed *with the job being offered* added as a piece of work of its
 estimated hours starting at its window's start: its hours are added to the last 7 days, its week ends the
-run of weeks, and tenure is counted up to its start (`with_job`). These are the figures an engagement
-policy's limits are compared with (`matching.candidates`: above a limit is over it, reaching it is not).
+run of weeks, and tenure is counted up to its start. These are the figures an engagement policy's limits
+are compared with (`matching.candidates`: above a limit is over it, reaching it is not); the walk works them
+out for the members it keeps, in the same statement (`matching.retrieval`).
 """
 
 from __future__ import annotations
@@ -30,69 +31,58 @@ import msgspec
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+# One technician's figures ({who}: an SQL expression naming them), as a subquery of one row for a LATERAL join.
+# Parameters: org_id, now, job_start (NULL: without a job), job_hours. One pass over the technician's work
+# (their completed jobs, and the job offered): `before` is the latest end of the pieces before each one
+# (more than 30 days between the two start an engagement); `n` numbers the weeks work started in, back from
+# `ended`, the week before the reference one (the job's, or this one): the run of weeks in step with it are
+# those where `week = ended - (n - 1) weeks`, and the reference week adds one when it has work.
+FIGURES_OF = """(
+    SELECT hours_last_7d, consecutive_weeks, jobs_completed,
+           CASE WHEN since IS NULL OR reference - last_end > interval '30 days' THEN 0
+                ELSE extract(year FROM age(reference, since)) * 12 + extract(month FROM age(reference, since))
+           END AS tenure_months
+    FROM (
+        SELECT coalesce(sum(extract(epoch FROM least(e, now) - greatest(s, now - interval '7 days')))
+                        FILTER (WHERE done AND e > now - interval '7 days' AND s < now), 0) / 3600
+                   + CAST(:job_hours AS float8) AS hours_last_7d,
+               coalesce(max(n) FILTER (WHERE week = ended - (n - 1) * interval '7 days'), 0)
+                   + coalesce(bool_or(week = ended + interval '7 days'), false)::int AS consecutive_weeks,
+               count(*) FILTER (WHERE done) AS jobs_completed,
+               max(s) FILTER (WHERE before IS NULL OR s - before > interval '30 days') AS since,
+               max(e) AS last_end, max(reference) AS reference
+        FROM (
+            SELECT *, max(e) OVER (ORDER BY s, e ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS before,
+                   dense_rank() OVER (PARTITION BY week <= ended ORDER BY week DESC) AS n
+            FROM (
+                SELECT w.*, c.now, c.reference, date_trunc('week', w.s AT TIME ZONE 'UTC') AS week,
+                       date_trunc('week', c.reference AT TIME ZONE 'UTC') - interval '7 days' AS ended
+                FROM (
+                    SELECT CAST(:now AS timestamptz) AS now, CAST(:job_start AS timestamptz) AS job,
+                           coalesce(CAST(:job_start AS timestamptz), CAST(:now AS timestamptz)) AS reference
+                ) c
+                CROSS JOIN LATERAL (
+                    SELECT j.checked_in_at AS s, j.completed_at AS e, true AS done
+                    FROM jobs j
+                    WHERE j.org_id = :org_id AND j.technician_id = {who} AND j.status = 'completed'
+                      AND j.checked_in_at IS NOT NULL
+                    UNION ALL
+                    SELECT c.job, c.job + make_interval(secs => CAST(:job_hours AS float8) * 3600), false
+                    WHERE c.job IS NOT NULL
+                ) w
+            ) work
+        ) work
+    ) figures
+)"""
+
 FIGURES = text(
-    """
+    " ".join(
+        f"""
 SELECT m.technician_id, f.hours_last_7d, f.consecutive_weeks, f.tenure_months, f.jobs_completed
 FROM unnest(CAST(:ids AS uuid[])) AS m(technician_id)
-CROSS JOIN LATERAL (
-    WITH done AS (
-        SELECT j.checked_in_at AS s, j.completed_at AS e
-        FROM jobs j
-        WHERE j.org_id = :org_id AND j.technician_id = m.technician_id AND j.status = 'completed'
-          AND j.checked_in_at IS NOT NULL
-    ),
-    work AS (
-        SELECT s, e FROM done
-        UNION ALL
-        SELECT CAST(:job_start AS timestamptz),
-               CAST(:job_start AS timestamptz) + make_interval(secs => CAST(:job_hours AS float8) * 3600)
-        WHERE CAST(:job_start AS timestamptz) IS NOT NULL
-    ),
-    runs AS (
-        SELECT s, e, max(e) OVER (ORDER BY s, e ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS before
-        FROM work
-    ),
-    engagement AS (
-        SELECT max(s) FILTER (WHERE before IS NULL OR s - before > interval '30 days') AS since,
-               max(e) AS last_end,
-               coalesce(CAST(:job_start AS timestamptz), CAST(:now AS timestamptz)) AS reference
-        FROM runs
-    ),
-    weeks AS (SELECT DISTINCT date_trunc('week', s AT TIME ZONE 'UTC') AS week FROM work),
-    anchor AS (
-        SELECT CASE
-            WHEN CAST(:job_start AS timestamptz) IS NOT NULL
-                THEN date_trunc('week', CAST(:job_start AS timestamptz) AT TIME ZONE 'UTC')
-            WHEN EXISTS (SELECT 1 FROM weeks WHERE week = date_trunc('week', CAST(:now AS timestamptz) AT TIME ZONE 'UTC'))
-                THEN date_trunc('week', CAST(:now AS timestamptz) AT TIME ZONE 'UTC')
-            ELSE date_trunc('week', CAST(:now AS timestamptz) AT TIME ZONE 'UTC') - interval '7 days'
-        END AS week
+CROSS JOIN LATERAL {FIGURES_OF.format(who="m.technician_id")} f
+""".split()
     )
-    SELECT
-        coalesce((
-            SELECT sum(extract(epoch FROM least(e, CAST(:now AS timestamptz))
-                                          - greatest(s, CAST(:now AS timestamptz) - interval '7 days')))
-            FROM done
-            WHERE e > CAST(:now AS timestamptz) - interval '7 days' AND s < CAST(:now AS timestamptz)
-        ), 0) / 3600 + CAST(:job_hours AS float8) AS hours_last_7d,
-        (
-            -- The weeks of the run ending at the anchor are those still in step with it, counting back.
-            SELECT count(*) FROM (
-                SELECT w.week, row_number() OVER (ORDER BY w.week DESC) AS n
-                FROM weeks w, anchor a WHERE w.week <= a.week
-            ) x, anchor a
-            WHERE x.week = a.week - (x.n - 1) * interval '7 days'
-        ) AS consecutive_weeks,
-        (
-            SELECT CASE
-                WHEN since IS NULL OR reference - last_end > interval '30 days' THEN 0
-                ELSE extract(year FROM age(reference, since)) * 12 + extract(month FROM age(reference, since))
-            END
-            FROM engagement
-        ) AS tenure_months,
-        (SELECT count(*) FROM done) AS jobs_completed
-) f
-"""
 )
 
 
@@ -102,6 +92,24 @@ class Engagement(msgspec.Struct):
     tenure_months: int
     jobs_completed: int
 
+    @classmethod
+    def of(cls, hours_last_7d, consecutive_weeks, tenure_months, jobs_completed) -> Engagement:
+        """From the columns of `FIGURES_OF`."""
+        return cls(
+            hours_last_7d=round(float(hours_last_7d), 2),
+            consecutive_weeks=int(consecutive_weeks),
+            tenure_months=int(tenure_months),
+            jobs_completed=int(jobs_completed),
+        )
+
+    def by_limit(self) -> dict[str, float]:
+        """Keyed by the kind of limit each is compared with (what `MemberSnapshot.engagement` holds)."""
+        return {
+            "hours_per_week": self.hours_last_7d,
+            "consecutive_weeks": self.consecutive_weeks,
+            "tenure": self.tenure_months,
+        }
+
 
 async def figures(
     connection: AsyncConnection,
@@ -109,41 +117,12 @@ async def figures(
     technician_ids: Iterable[uuid.UUID],
     *,
     now: datetime,
-    job_start: datetime | None = None,
-    job_hours: float = 0.0,
 ) -> dict[uuid.UUID, Engagement]:
-    """Each technician's figures for the organisation; with `job_start`, with a job of `job_hours` added there."""
+    """Each technician's figures for the organisation as they stand (without a job being offered)."""
     rows = await connection.execute(
-        FIGURES,
-        {"org_id": org_id, "ids": list(technician_ids), "now": now, "job_start": job_start, "job_hours": job_hours},
+        FIGURES, {"org_id": org_id, "ids": list(technician_ids), "now": now, "job_start": None, "job_hours": 0.0}
     )
     return {
-        r.technician_id: Engagement(
-            hours_last_7d=round(float(r.hours_last_7d), 2),
-            consecutive_weeks=int(r.consecutive_weeks),
-            tenure_months=int(r.tenure_months),
-            jobs_completed=int(r.jobs_completed),
-        )
+        r.technician_id: Engagement.of(r.hours_last_7d, r.consecutive_weeks, r.tenure_months, r.jobs_completed)
         for r in rows
-    }
-
-
-async def with_job(
-    connection: AsyncConnection,
-    org_id: uuid.UUID,
-    technician_ids: Iterable[uuid.UUID],
-    *,
-    job_start: datetime,
-    job_hours: float,
-    now: datetime,
-) -> dict[uuid.UUID, dict[str, float]]:
-    """Each member's figures with the job added, keyed by limit kind (what `MemberSnapshot.engagement` holds)."""
-    found = await figures(connection, org_id, technician_ids, now=now, job_start=job_start, job_hours=job_hours)
-    return {
-        technician_id: {
-            "hours_per_week": f.hours_last_7d,
-            "consecutive_weeks": f.consecutive_weeks,
-            "tenure": f.tenure_months,
-        }
-        for technician_id, f in found.items()
     }

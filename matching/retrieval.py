@@ -20,7 +20,7 @@ carries them (`rules_of`). Credentials are checked in the same filter, for walke
 hold each required kind with status `valid` and no expiry before the window ends. The snapshot carries the
 member's records of those kinds, so that the pure core reaches the same verdict (and `explain` can say which
 credential is missing, not valid or expired). Engagement limits are not part of the walk: the figures are
-worked out afterwards for the members it found (backend.compliance.engagement).
+worked out afterwards for the members it found (`matching.engagement`, called by `matching.search`).
 
 Live positions (`technicians.location`) serve ASAP jobs; home bases (`pool_memberships.home`) serve
 later ones. Both columns have GiST indexes. Only table and column names are known here: the module
@@ -38,6 +38,8 @@ from sqlalchemy import TextClause, text
 
 from matching.candidates import EngagementPolicy, JobSpec, MemberSnapshot, WaveSpec
 from matching.curation import COUNTERS, bayesian_rating, reliability_score
+from matching.engagement import FIGURES_OF, Engagement
+from matching.lifecycle import ACTIVE, sql_list
 
 
 def _statement(sql: str) -> TextClause:
@@ -70,14 +72,16 @@ POLICY_LIMITS = {
     "max_tenure_months": "tenure",
 }
 
-_BUSY = """
-    EXISTS (
-        SELECT 1 FROM jobs j
-        WHERE j.technician_id = {who} AND j.id <> :job_id
-          AND j.status IN ('assigned', 'en_route', 'on_site')
-          AND j.window_start < :window_end AND j.window_end > :window_start
-    )
+# Another active job of {who} whose window overlaps the job's (windows that only touch do not overlap).
+_OVERLAPPING = f"""
+    j.technician_id = {{who}} AND j.id <> :job_id
+    AND j.status IN ({sql_list(ACTIVE)})
+    AND j.window_start < :window_end AND j.window_end > :window_start
 """
+_BUSY = f"EXISTS (SELECT 1 FROM jobs j WHERE {_OVERLAPPING})"
+BUSY = _statement(f"SELECT {_BUSY.format(who='CAST(:technician_id AS uuid)')}")
+"""Whether the technician holds another active job overlapping the window (params: technician_id, job_id,
+window_start, window_end): the rule of the walk, asked of one technician when an offer is accepted."""
 _OFFERED = "EXISTS (SELECT 1 FROM offers o WHERE o.job_id = :job_id AND o.technician_id = {who})"
 # Holds every required credential in good standing: one probe of the credentials' primary key per walked
 # row, and none at all when the job requires nothing.
@@ -102,6 +106,20 @@ _CREDENTIALS_OF = """
     ) cr
 """
 
+# With an engagement policy, each member's engagement figures with the job added (`matching.engagement`);
+# none are worked out without one.
+_FIGURES = f"""
+    LEFT JOIN LATERAL (
+        SELECT f.* FROM {FIGURES_OF.format(who="{who}")} f
+        WHERE rules.policy_mode IS NOT NULL AND {{who}} IS NOT NULL
+        OFFSET 0 /* a subquery of its own, so that its condition is checked before its work */
+    ) f ON true
+"""
+_FIGURES_COLUMNS = "f.hours_last_7d, f.consecutive_weeks, f.tenure_months, f.jobs_completed"
+# How many eligible members a walk keeps: `pool_size`, and in block mode `spare` more, as some of them may
+# be over an engagement limit (which only their figures tell, worked out for those kept).
+_WANTED = "(SELECT :pool_size + CASE WHEN policy_mode = 'block' THEN :spare ELSE 0 END FROM rules)"
+
 # The membership and availability rules of `matching.candidates`, applied to the walked rows `w`.
 _ELIGIBLE = f"""
     w.active AND w.tier = ANY(:tiers) AND w.skills @> CAST(:skills AS text[])
@@ -124,69 +142,86 @@ _SNAPSHOT = f"""
     ST_Y(e.home::geometry) AS home_lat, ST_X(e.home::geometry) AS home_lon,
     {{t}}.on_duty, ST_Y({{t}}.location::geometry) AS location_lat, ST_X({{t}}.location::geometry) AS location_lon,
     {{t}}.location_recorded_at, {{t}}.speed_mps, e.distance_m,
-    cr.credential_kinds, cr.credential_statuses, cr.credential_expiries
+    cr.credential_kinds, cr.credential_statuses, cr.credential_expiries, {_FIGURES_COLUMNS}
 """
+
+
+# A walk: the positions in `near` are read in the KNN order of the GiST index, and kept while eligible until
+# `wanted` are found (with those as far as the last one: ties, broken by id in the pure core). Nothing is
+# sorted, so only as much of the walk is read as it takes: `k` bounds it. Each kept member carries its
+# position in the walk (`n`) and the distance of the next position (`next_distance`), which say whether
+# members just as far as the last one kept may lie beyond the walk. When it finds too few, `walked` and
+# `reach` (how many positions there were, and the farthest) say whether a longer walk may find more; they
+# are counted only then.
+def _walk(positions: str, members: str, t: str) -> TextClause:
+    """A walk over `positions` (distance_m, in KNN order, up to :k); `members` selects the member rows from
+    them (`{near}`: the positions, numbered); `t`: where the technicians' columns come from."""
+    near = f"""(
+        SELECT p.*, row_number() OVER walk AS n, lead(p.distance_m) OVER walk AS next_distance
+        FROM ({positions}) p
+        WINDOW walk AS (ORDER BY p.distance_m)
+    ) near"""
+    technicians = "LEFT JOIN technicians t ON t.id = e.technician_id" if t == "t" else ""
+    return _statement(
+        f"""
+WITH {_RULES},
+kept AS (
+    SELECT w.* FROM ({members.format(near=near)}) w
+    WHERE {_ELIGIBLE}
+    ORDER BY w.distance_m
+    FETCH FIRST {_WANTED} ROWS WITH TIES
+),
+walk AS (
+    SELECT count(*) AS walked, max(distance_m) AS reach FROM ({positions}) p
+    WHERE (SELECT count(*) FROM kept) < {_WANTED}
+)
+SELECT walk.walked, walk.reach, {_WANTED} AS wanted, e.n, e.next_distance, {_RULES_COLUMNS}, {_SNAPSHOT.format(t=t)}
+FROM walk CROSS JOIN rules LEFT JOIN kept e ON true {technicians}
+{_CREDENTIALS_OF.format(who="e.technician_id")}
+{_FIGURES.format(who="e.technician_id")}
+"""
+    )
+
 
 # ASAP: walk the live positions of on-duty technicians (a partial GiST index holds exactly those; any
 # organisation's technicians share it), then keep this organisation's eligible members. The walk reads each
 # technician's row anyway, so what the snapshot needs of it comes along. The membership is a lookup by
-# primary key for each walked position (LIMIT keeps the planner from turning the walk's few thousand rows
-# into a scan of the whole pool).
-NEAREST_LIVE = _statement(
-    f"""
-WITH {_RULES},
-near AS (
+# primary key for each walked position (LIMIT keeps the planner from turning the walk into a scan of the
+# whole pool).
+NEAREST_LIVE = _walk(
+    """
     SELECT t.id, t.on_duty, t.location, t.location_recorded_at, t.speed_mps,
            t.location <-> CAST(:point AS geography) AS distance_m
     FROM technicians t
     WHERE t.on_duty AND t.location IS NOT NULL
     ORDER BY t.location <-> CAST(:point AS geography)
     LIMIT :k
-),
-walk AS (SELECT count(*) AS walked, max(distance_m) AS reach FROM near),
-eligible AS (
-    SELECT w.* FROM (
-        SELECT m.*, near.distance_m, near.on_duty, near.location, near.location_recorded_at, near.speed_mps
-        FROM near
-        CROSS JOIN LATERAL (
-            SELECT m.technician_id, m.tier, m.active, m.skills, m.service_radius_km, m.home, {_CURATION}
-            FROM pool_memberships m WHERE m.org_id = :org_id AND m.technician_id = near.id LIMIT 1
-        ) m
-        WHERE near.location_recorded_at >= :fresh_since
-    ) w
-    WHERE {_ELIGIBLE}
-    ORDER BY w.distance_m, w.technician_id
-    LIMIT :pool_size
-)
-SELECT walk.walked, walk.reach, {_RULES_COLUMNS}, {_SNAPSHOT.format(t="e")}
-FROM walk CROSS JOIN rules LEFT JOIN eligible e ON true
-{_CREDENTIALS_OF.format(who="e.technician_id")}
-"""
+    """,
+    f"""
+    SELECT m.*, near.distance_m, near.on_duty, near.location, near.location_recorded_at, near.speed_mps,
+           near.n, near.next_distance
+    FROM {{near}}
+    CROSS JOIN LATERAL (
+        SELECT m.technician_id, m.tier, m.active, m.skills, m.service_radius_km, m.home, {_CURATION}
+        FROM pool_memberships m WHERE m.org_id = :org_id AND m.technician_id = near.id LIMIT 1
+    ) m
+    WHERE near.location_recorded_at >= :fresh_since
+    """,
+    "e",
 )
 
 # Later jobs: walk this organisation's home bases.
-NEAREST_HOME = _statement(
+NEAREST_HOME = _walk(
     f"""
-WITH {_RULES},
-near AS (
     SELECT m.technician_id, m.tier, m.active, m.skills, m.service_radius_km, m.home, {_CURATION},
            m.home <-> CAST(:point AS geography) AS distance_m
     FROM pool_memberships m
     WHERE m.org_id = :org_id
     ORDER BY m.home <-> CAST(:point AS geography)
     LIMIT :k
-),
-walk AS (SELECT count(*) AS walked, max(distance_m) AS reach FROM near),
-eligible AS (
-    SELECT w.* FROM near w
-    WHERE {_ELIGIBLE}
-    ORDER BY w.distance_m, w.technician_id
-    LIMIT :pool_size
-)
-SELECT walk.walked, walk.reach, {_RULES_COLUMNS}, {_SNAPSHOT.format(t="t")}
-FROM walk CROSS JOIN rules LEFT JOIN eligible e ON true LEFT JOIN technicians t ON t.id = e.technician_id
-{_CREDENTIALS_OF.format(who="e.technician_id")}
-"""
+    """,
+    "SELECT near.* FROM {near}",
+    "t",
 )
 
 # When the walk finds too few, the job's skills may be rare in the pool: then it is cheaper (and exact) to
@@ -215,11 +250,12 @@ eligible AS (
     ) w
     WHERE {_ELIGIBLE}
     ORDER BY w.distance_m, w.technician_id
-    LIMIT :pool_size
+    LIMIT {_WANTED}
 )
-SELECT 0 AS walked, NULL::float8 AS reach, {_RULES_COLUMNS}, {_SNAPSHOT.format(t="t")}
+SELECT 0 AS walked, NULL::float8 AS reach, {_WANTED} AS wanted, {_RULES_COLUMNS}, {_SNAPSHOT.format(t="t")}
 FROM eligible e JOIN technicians t ON t.id = e.technician_id CROSS JOIN rules
 {_CREDENTIALS_OF.format(who="e.technician_id")}
+{_FIGURES.format(who="e.technician_id")}
 """
 )
 
@@ -234,15 +270,13 @@ SELECT {_RULES_COLUMNS}, m.technician_id, m.tier, m.active, m.skills, m.service_
     t.location_recorded_at, t.speed_mps,
     ST_Distance(CASE WHEN :asap THEN t.location ELSE m.home END, CAST(:point AS geography), false) AS distance_m,
     ARRAY(
-        SELECT ARRAY[j.window_start, j.window_end] FROM jobs j
-        WHERE j.technician_id = m.technician_id AND j.id <> :job_id
-          AND j.status IN ('assigned', 'en_route', 'on_site')
-          AND j.window_start < :window_end AND j.window_end > :window_start
+        SELECT ARRAY[j.window_start, j.window_end] FROM jobs j WHERE {_OVERLAPPING.format(who="m.technician_id")}
     ) AS busy_windows,
     {_OFFERED.format(who="m.technician_id")} AS already_offered,
-    cr.credential_kinds, cr.credential_statuses, cr.credential_expiries
+    cr.credential_kinds, cr.credential_statuses, cr.credential_expiries, {_FIGURES_COLUMNS}
 FROM pool_memberships m JOIN technicians t ON t.id = m.technician_id CROSS JOIN rules
 {_CREDENTIALS_OF.format(who="m.technician_id")}
+{_FIGURES.format(who="m.technician_id")}
 WHERE m.org_id = :org_id AND (CAST(:only AS uuid) IS NULL OR m.technician_id = CAST(:only AS uuid))
 """
 )
@@ -253,7 +287,16 @@ def point_wkt(lat: float, lon: float) -> str:
 
 
 def query_params(
-    org_id: uuid.UUID, job: JobSpec, wave: WaveSpec, *, fresh_since: datetime, pool_size: int, k: int
+    org_id: uuid.UUID,
+    job: JobSpec,
+    wave: WaveSpec,
+    *,
+    now: datetime,
+    fresh_since: datetime,
+    job_hours: float,
+    pool_size: int,
+    k: int,
+    spare: int = 0,
 ) -> dict:
     return {
         "org_id": org_id,
@@ -266,21 +309,27 @@ def query_params(
         "window_end": job.window_end,
         "fresh_since": fresh_since,
         "pool_size": pool_size,
+        "spare": spare,
         "k": k,
+        # For the engagement figures: the job is a piece of work of `job_hours` from its window's start.
+        "now": now,
+        "job_start": job.window_start,
+        "job_hours": job_hours,
     }
 
 
-def needs_wider_walk(rows: Sequence, *, k: int, pool_size: int, radius_km: float) -> bool:
-    """True when the walk stopped before finding `pool_size` eligible members or leaving the radius, or
-    when the last member it kept stands as far as it went (others just as far, with lower ids, may lie
-    beyond the walk)."""
-    walked, reach = rows[0].walked, rows[0].reach
-    if walked < k or reach is None:
-        return False
+def needs_wider_walk(rows: Sequence, *, k: int, radius_km: float) -> bool:
+    """True when a longer walk may find what this one did not: it found fewer eligible members than it
+    wanted, walked all `k` positions and stayed inside the radius; or members just as far as the last one
+    kept may stand beyond it (the next position is as far, or there is none past the `k`-th)."""
     found = [r for r in rows if r.technician_id is not None]
-    if len(found) < pool_size:
-        return reach <= radius_km * 1000
-    return max(r.distance_m for r in found) >= reach
+    if len(found) < rows[0].wanted:
+        walked, reach = rows[0].walked, rows[0].reach
+        return walked >= k and reach is not None and reach <= radius_km * 1000
+    last = max(found, key=lambda r: r.n)
+    if last.next_distance is None:
+        return last.n >= k
+    return last.next_distance <= last.distance_m
 
 
 def rules_of(row) -> tuple[frozenset[str], EngagementPolicy | None]:
@@ -294,8 +343,9 @@ def rules_of(row) -> tuple[frozenset[str], EngagementPolicy | None]:
 
 
 def snapshots(rows: Sequence, *, explained: bool = False) -> list[MemberSnapshot]:
-    """The members in a query's rows; `explained`: WHOLE_POOL rows, which also say what makes a member busy
-    or already offered (a walk has filtered those out already).
+    """The members in a query's rows, with their engagement figures when the organisation has a policy;
+    `explained`: WHOLE_POOL rows, which also say what makes a member busy or already offered (a walk has
+    filtered those out already).
 
     Columns are read by position, looked up once per result: by name, on up to a few hundred rows of ~35
     columns, they cost a tenth of a matching call."""
@@ -323,8 +373,10 @@ def snapshots(rows: Sequence, *, explained: bool = False) -> list[MemberSnapshot
     counters = [(name, at[name]) for name in COUNTERS]
     kinds, statuses, expiries = at["credential_kinds"], at["credential_statuses"], at["credential_expiries"]
     busy, offered = (at["busy_windows"], at["already_offered"]) if explained else (None, None)
+    figures = [at[name] for name in ("hours_last_7d", "consecutive_weeks", "tenure_months", "jobs_completed")]
     out = []
     for row in rows:
+        engaged = row[figures[0]] is not None
         out.append(
             MemberSnapshot(
                 technician_id=row[technician_id],
@@ -350,6 +402,7 @@ def snapshots(rows: Sequence, *, explained: bool = False) -> list[MemberSnapshot
                 },
                 rating=bayesian_rating(row[rating_count], row[rating_sum]),
                 reliability=reliability_score(**{name: row[i] for name, i in counters}),
+                engagement=Engagement.of(*(row[i] for i in figures)).by_limit() if engaged else {},
             )
         )
     return out

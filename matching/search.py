@@ -1,17 +1,20 @@
 """The geo-matching search: a job's ranked candidates under a wave, from the database, in one call.
 
 `search` carries out the contract of `matching.retrieval` on a connection: a bounded KNN walk that widens
-while it finds too few, the organisation's rules read with it, the engagement figures of the members it
-found (with an engagement policy), and the pure core (`matching.candidates.evaluate`) on the result.
+while it finds too few, with the organisation's rules and the engagement figures of the members it keeps
+in the same statement, then the pure core (`matching.candidates.evaluate`) on the result. In the common
+case that is one round trip.
 
-The walk starts at 4 positions per member wanted and grows (2 to 8 times, by the share of eligible members
-it found) while it finds too few inside the radius. After two walks, when fewer than SKILLED_DIRECT members
-have the job's skills, they are all measured instead (exact, and cheap for rare skills: a search that finds
-nobody stays short). Past MAX_WALK positions a search gives what it found: only a pool where many members
-have the skills but nearly all are busy gets there.
+A walk reads positions in KNN order until it holds the members it wants, up to WALK_PER_MEMBER positions
+per member of the pool (reading only as many as it takes). When that finds too few inside the radius, the
+next walk is longer (2 to 8 times, by the share of eligible members found). After two walks, when fewer
+than SKILLED_DIRECT members have the job's skills, they are all measured instead (exact, and cheap for rare
+skills: a search that finds nobody stays short). Past MAX_WALK positions a search gives what it found: only
+a pool where many members have the skills but nearly all are busy gets there.
 
-In block mode a member over an engagement limit does not count towards the candidate set, so the walk goes
-on for as many more members as were left out, until the set is full or nobody else is eligible.
+In block mode a member over an engagement limit does not count towards the candidate set: the walk keeps a
+few more members than the pool holds (a quarter more, at least 2), and when more of them than that are over
+a limit it goes on for as many more, until the pool is full or nobody else is eligible.
 """
 
 from __future__ import annotations
@@ -23,19 +26,19 @@ from datetime import datetime, timedelta
 import msgspec
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from matching import engagement, retrieval
+from matching import retrieval
 from matching.candidates import (
     DEFAULT_SETTINGS,
     JobSpec,
     MatchResult,
     MatchSettings,
-    MemberSnapshot,
     WaveSpec,
     evaluate,
     is_asap,
     over_limits,
 )
 
+WALK_PER_MEMBER = 8
 SKILLED_DIRECT = 5000
 MAX_WALK = 32768
 
@@ -67,59 +70,46 @@ async def search(
     asap = is_asap(job, now, settings)
     pool_size = pool_size or max(2 * limit, 20)
     settings = msgspec.structs.replace(settings, pool_size=pool_size)
-    fresh_since = now - timedelta(seconds=settings.fresh_location_s)
-    params = retrieval.query_params(org_id, job, wave, fresh_since=fresh_since, pool_size=pool_size, k=0)
+    params = retrieval.query_params(
+        org_id,
+        job,
+        wave,
+        now=now,
+        fresh_since=now - timedelta(seconds=settings.fresh_location_s),
+        job_hours=job_hours,
+        pool_size=pool_size,
+        spare=max(2, pool_size // 4),
+        k=0,
+    )
     if explain:
-        pool = {**params, "asap": asap, "only": only}
-        rows = (await connection.execute(retrieval.WHOLE_POOL, pool)).all()
+        rows = (await connection.execute(retrieval.WHOLE_POOL, {**params, "asap": asap, "only": only})).all()
     else:
-        rows = await _walk(connection, params, pool_size, wave, asap, skilled_direct)
+        rows = await _walk(connection, params, wave, asap, skilled_direct)
     if not rows:
         return evaluate(job, wave, [], now, settings=settings, limit=limit, explain=explain)
     # The organisation's rules came with the rows.
     required, policy = retrieval.rules_of(rows[0])
     job = msgspec.structs.replace(job, required_credentials=required, policy=policy)
     members = retrieval.snapshots(rows, explained=explain)
-    if job.policy is not None:
-
-        async def engaged(found: list[MemberSnapshot]) -> list[MemberSnapshot]:
-            figures = await engagement.with_job(
-                connection,
-                org_id,
-                [m.technician_id for m in found],
-                job_start=job.window_start,
-                job_hours=job_hours,
-                now=now,
-            )
-            return [msgspec.structs.replace(m, engagement=figures[m.technician_id]) for m in found]
-
-        members = await engaged(members)
-        walked = pool_size
-        while job.policy.block and not explain and len(rows) >= walked:
-            blocked = sum(1 for m in members if over_limits(m.engagement, job.policy))
-            if walked - blocked >= pool_size:
-                break
-            walked = pool_size + blocked
-            rows = await _walk(connection, {**params, "pool_size": walked}, walked, wave, asap, skilled_direct)
-            known = {m.technician_id: m for m in members}
-            new = await engaged(retrieval.snapshots([r for r in rows if r.technician_id not in known]))
-            known.update((m.technician_id, m) for m in new)
-            members = [known[r.technician_id] for r in rows]
+    while policy is not None and policy.block and not explain and len(rows) >= rows[0].wanted:
+        blocked = sum(1 for m in members if over_limits(m.engagement, policy))
+        if len(rows) - blocked >= pool_size:
+            break
+        rows = await _walk(connection, {**params, "pool_size": pool_size + blocked}, wave, asap, skilled_direct)
+        members = retrieval.snapshots(rows)
     distances = {r.technician_id: r.distance_m for r in rows if r.distance_m is not None}
     return evaluate(job, wave, members, now, settings=settings, limit=limit, explain=explain, distances=distances)
 
 
-async def _walk(
-    connection: AsyncConnection, params: dict, pool_size: int, wave: WaveSpec, asap: bool, skilled_direct: int
-):
-    """The `pool_size` nearest eligible members (before engagement limits), walking further while needed."""
-    k = min(pool_size * 4, MAX_WALK)
+async def _walk(connection: AsyncConnection, params: dict, wave: WaveSpec, asap: bool, skilled_direct: int):
+    """The nearest eligible members (before engagement limits) the walk wants, walking further while needed."""
+    k = min(params["pool_size"] * WALK_PER_MEMBER, MAX_WALK)
     walks = 0
     while True:
         params = {**params, "k": k}
         rows = (await connection.execute(retrieval.nearest_query(asap), params)).all()
         walks += 1
-        if k >= MAX_WALK or not retrieval.needs_wider_walk(rows, k=k, pool_size=pool_size, radius_km=wave.radius_km):
+        if k >= MAX_WALK or not retrieval.needs_wider_walk(rows, k=k, radius_km=wave.radius_km):
             break
         # A second, longer walk usually suffices; after that, rare skills are the likely reason.
         if walks >= 2:
@@ -127,11 +117,11 @@ async def _walk(
             if skilled < skilled_direct:
                 rows = (await connection.execute(retrieval.SKILLED_NEAREST, {**params, "asap": asap})).all()
                 break
-        k = min(k * _growth(rows, pool_size), MAX_WALK)
+        k = min(k * _growth(rows, rows[0].wanted), MAX_WALK)
     return [r for r in rows if r.technician_id is not None]
 
 
-def _growth(rows, pool_size: int) -> int:
+def _growth(rows, wanted: int) -> int:
     """How much longer the next walk is: by what the last one found, with room to spare (2 to 8 times)."""
     found = sum(1 for r in rows if r.technician_id is not None)
-    return 8 if found == 0 else min(8, max(2, math.ceil(1.5 * pool_size / found)))
+    return 8 if found == 0 else min(8, max(2, math.ceil(1.5 * wanted / found)))

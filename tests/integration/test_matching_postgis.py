@@ -426,7 +426,14 @@ def test_postgis_candidates_equal_brute_force(
     unlimited = msgspec.structs.replace(job, policy=None)
     eligible = evaluate(unlimited, wave, snapshots, NOW, settings=MatchSettings(pool_size=everyone), limit=everyone)
     params = retrieval.query_params(
-        org, job, wave, fresh_since=NOW - timedelta(minutes=10), pool_size=everyone, k=everyone
+        org,
+        job,
+        wave,
+        now=NOW,
+        fresh_since=NOW - timedelta(minutes=10),
+        job_hours=JOB_HOURS,
+        pool_size=everyone,
+        k=everyone,
     )
     for query in (retrieval.nearest_query(asap), retrieval.SKILLED_NEAREST):
         sql = str(query.compile(dialect=postgresql.psycopg.dialect()))
@@ -594,7 +601,9 @@ def test_the_walk_uses_the_gist_indexes(conn) -> None:
         required_credentials=frozenset({"background_check", "nda"}),
     )
     wave = WaveSpec(tiers=frozenset({"approved"}), radius_km=50)
-    params = retrieval.query_params(org, job, wave, fresh_since=NOW - timedelta(days=1), pool_size=10, k=40)
+    params = retrieval.query_params(
+        org, job, wave, now=NOW, fresh_since=NOW - timedelta(days=1), job_hours=JOB_HOURS, pool_size=10, k=40
+    )
     for query, index in (
         (retrieval.NEAREST_LIVE, "ix_technicians_location"),
         (retrieval.NEAREST_HOME, "ix_pool_memberships_home"),
