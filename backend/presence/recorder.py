@@ -26,6 +26,7 @@ import psycopg
 from backend.db.engine import Deadline, connect
 from backend.presence.schemas import Ping
 from backend.tracking.live import CHANNEL
+from matching.lifecycle import ACTIVE, LOCATED, sql_list
 
 log = logging.getLogger("truckroll.presence")
 
@@ -48,7 +49,7 @@ allowed AS (
     SELECT t.id FROM technicians t
     WHERE t.id IN (SELECT technician_id FROM batch)
       AND (t.on_duty OR EXISTS (
-          SELECT 1 FROM jobs j WHERE j.technician_id = t.id AND j.status IN ('assigned', 'en_route', 'on_site')
+          SELECT 1 FROM jobs j WHERE j.technician_id = t.id AND j.status IN ({sql_list(ACTIVE)})
       ))
 ),
 accepted AS (
@@ -74,7 +75,7 @@ moved AS (
 notified AS (
     SELECT pg_notify('{CHANNEL}', j.id::text)
     FROM jobs j
-    WHERE j.technician_id IN (SELECT id FROM moved) AND j.status IN ('en_route', 'on_site')
+    WHERE j.technician_id IN (SELECT id FROM moved) AND j.status IN ({sql_list(LOCATED)})
 )
 SELECT id, (SELECT count(*) FROM notified) FROM allowed
 """
