@@ -25,7 +25,7 @@ from litestar.testing import AsyncTestClient
 
 from backend.app import create_app
 from backend.db.engine import make_engine, make_sessionmaker
-from backend.jobs import flows
+from backend.jobs import dispatch
 from backend.push import make_sender, push
 from backend.queue import STALLED_AFTER_S, WORKER_OPTIONS, Runtime
 from backend.settings import REPO_ROOT, Settings, libpq_url, load_settings
@@ -194,12 +194,12 @@ async def test_a_wave_deadline_running_when_its_worker_is_killed_runs_again_on_a
     ana, _ = await technician(api, org, "ana", km=1)
     job = await post_job(api, org, waves=[wave(max_offers=1, offer_ttl_s=3)])
     offer = offers_by_technician(job)[ana]
-    await pushes_when(fcm, has_push("tok-ana", "job_offer", offer_id=offer["id"]))
 
     # The job's row held from elsewhere (as psql would): when the deadline comes, close_wave waits for it.
     holder = psycopg.connect(libpq_url(migrated))
     try:
         holder.execute("SELECT id FROM jobs WHERE id = %s FOR UPDATE", (job["id"],))
+        await pushes_when(fcm, has_push("tok-ana", "job_offer", offer_id=offer["id"]))
         wait_for_task(db, "close_wave", job["id"], doing, within=10)
         killed_at = kill_9(first)
     finally:
@@ -322,7 +322,7 @@ async def test_closing_a_wave_a_second_time_changes_nothing(
         async def close_wave_1() -> dict:
             """What the queue's task does, a second after the wave's deadline."""
             async with sessionmaker() as session:
-                await flows.close_wave(job_id, 1, session=session, queue=queue, now=deadline + timedelta(seconds=1))
+                await dispatch.close_wave(job_id, 1, session=session, queue=queue, now=deadline + timedelta(seconds=1))
                 await session.commit()
             return await get_job(api, org, job["id"])
 
