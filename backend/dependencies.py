@@ -17,7 +17,7 @@ from backend.tracking.eta import Router
 from backend.tracking.live import LiveTracking
 
 Queue = NamedDependency[procrastinate.App]
-"""The job queue (`queue`): flows defer their pushes and deadlines on it."""
+"""The job queue (`queue`): dispatch defers its pushes and deadlines on it."""
 Recorder = NamedDependency[PingRecorder]
 """The group commit for location pings (`ping_recorder`)."""
 # Any, not Router: Litestar checks a dependency with isinstance, which a Protocol that is not runtime-checkable

@@ -1,5 +1,5 @@
 """The queue's tasks, all registered in one place: `make_queue` builds the queue with every task declared on
-the blueprint (`backend.queue.tasks`) — a wave's deadline (backend.jobs.flows), push delivery (backend.push)
+the blueprint (`backend.queue.tasks`) — a wave's deadline (backend.jobs.dispatch), push delivery (backend.push)
 and the maintenance below: the purge of old ping history and of idempotency keys, the release of ratings and
 the daily credential alerts. They run in `truckroll worker` (or inside the server process with
 TRUCKROLL_WORKER=inprocess, as `make run` does)."""
@@ -15,7 +15,7 @@ from backend import push
 from backend.compliance.services import raise_credential_alerts
 from backend.idempotency import RETENTION as IDEMPOTENCY_RETENTION
 from backend.idempotency import purge_expired as purge_idempotency_keys
-from backend.jobs import flows
+from backend.jobs import dispatch
 from backend.queue import STALLED_AFTER_S, queue_with, runtime_of, tasks
 from backend.ratings.services import release_due
 from backend.tracking.services import purge_pings
@@ -23,7 +23,7 @@ from backend.tracking.services import purge_pings
 log = logging.getLogger("truckroll.tasks")
 
 # The modules whose tasks the queue runs besides these (importing them declares their tasks).
-TASK_MODULES = (flows, push)
+TASK_MODULES = (dispatch, push)
 
 
 def make_queue(sqlalchemy_url: str) -> procrastinate.App:

@@ -12,7 +12,7 @@ from backend.auth import org_only, technician_only
 from backend.db.engine import DbSession
 from backend.dependencies import Queue
 from backend.idempotency import idempotent, step
-from backend.jobs import flows, services, workflow
+from backend.jobs import dispatch, onsite, services
 from backend.jobs.schemas import (
     AssignBody,
     BackOutBody,
@@ -51,7 +51,7 @@ class JobController(Controller):
         org_id = request.user.org_id
 
         async def run() -> tuple[int, bytes]:
-            job_id = await flows.post_job(org_id, data, session=db_session, queue=queue, now=now)
+            job_id = await dispatch.post_job(org_id, data, session=db_session, queue=queue, now=now)
             return 201, msgspec.json.encode(await services.read(org_id, job_id, session=db_session))
 
         return await idempotent(request, db_session, run)
@@ -127,7 +127,7 @@ class JobController(Controller):
             request,
             job_id,
             db_session,
-            lambda org, now: flows.dispatch(org, job_id, session=db_session, queue=queue, now=now),
+            lambda org, now: dispatch.dispatch(org, job_id, session=db_session, queue=queue, now=now),
         )
 
     @post(
@@ -149,7 +149,7 @@ class JobController(Controller):
             request,
             job_id,
             db_session,
-            lambda org, now: flows.assign(org, job_id, data.technician_id, session=db_session, queue=queue, now=now),
+            lambda org, now: dispatch.assign(org, job_id, data.technician_id, session=db_session, queue=queue, now=now),
         )
 
     @post("/{job_id:uuid}/cancel", operation_id="cancelJob", status_code=200, summary="Cancel a job")
@@ -166,7 +166,7 @@ class JobController(Controller):
             request,
             job_id,
             db_session,
-            lambda org, now: flows.cancel(org, job_id, reason, session=db_session, queue=queue, now=now),
+            lambda org, now: dispatch.cancel(org, job_id, reason, session=db_session, queue=queue, now=now),
         )
 
 
@@ -192,7 +192,7 @@ class TechnicianJobController(Controller):
         technician_id = request.user.technician_id
 
         async def action(now):
-            await flows.back_out(job_id, technician_id, data.reason, session=db_session, queue=queue, now=now)
+            await dispatch.back_out(job_id, technician_id, data.reason, session=db_session, queue=queue, now=now)
             return await services.technician_view(job_id, session=db_session)
 
         return await step(request, db_session, action)
@@ -214,7 +214,7 @@ class TechnicianJobController(Controller):
         technician_id = request.user.technician_id
 
         async def action(now):
-            await workflow.en_route(job_id, technician_id, session=db_session, now=now)
+            await onsite.en_route(job_id, technician_id, session=db_session, now=now)
             return await services.technician_view(job_id, session=db_session)
 
         return await step(request, db_session, action)
@@ -232,15 +232,13 @@ class TechnicianJobController(Controller):
         ),
     )
     async def check_in(
-        self, request: Request, job_id: FromPath[uuid.UUID], data: JSONBody[workflow.CheckInBody], db_session: DbSession
-    ) -> Response[workflow.CheckInOut]:
+        self, request: Request, job_id: FromPath[uuid.UUID], data: JSONBody[onsite.CheckInBody], db_session: DbSession
+    ) -> Response[onsite.CheckInOut]:
         technician_id = request.user.technician_id
 
         async def action(now):
-            verdict, distance, radius = await workflow.check_in(
-                job_id, technician_id, data, session=db_session, now=now
-            )
-            return workflow.CheckInOut(
+            verdict, distance, radius = await onsite.check_in(job_id, technician_id, data, session=db_session, now=now)
+            return onsite.CheckInOut(
                 geofence=verdict,
                 distance_m=round(distance, 1),
                 radius_m=round(radius, 1),
@@ -265,13 +263,13 @@ class TechnicianJobController(Controller):
         request: Request,
         job_id: FromPath[uuid.UUID],
         db_session: DbSession,
-        data: JSONBody[workflow.CompleteBody | None] = None,
+        data: JSONBody[onsite.CompleteBody | None] = None,
     ) -> Response[TechnicianJob]:
         technician_id = request.user.technician_id
         notes = data.notes if data else None
 
         async def action(now):
-            await workflow.complete(job_id, technician_id, notes, session=db_session, now=now)
+            await onsite.complete(job_id, technician_id, notes, session=db_session, now=now)
             return await services.technician_view(job_id, session=db_session)
 
         return await step(request, db_session, action)

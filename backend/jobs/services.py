@@ -35,7 +35,6 @@ from backend.schemas import LatLon, Page
 from matching import JobSpec, MatchResult, WaveSpec
 from matching.search import search
 
-
 NO_SUCH_JOB = "no such job in this organisation"
 
 
@@ -60,7 +59,7 @@ async def load(org_id: uuid.UUID, job_id: uuid.UUID, *, session: AsyncSession, l
 
 
 async def load_any(job_id: uuid.UUID, *, session: AsyncSession, lock: bool = False):
-    """The job whatever its organisation: for flows started by a technician or by the queue."""
+    """The job whatever its organisation: for actions started by a technician or by the queue."""
     query = select(*job_columns()).where(Job.id == job_id).execution_options(populate_existing=True)
     if lock:
         query = query.with_for_update(of=Job)

@@ -9,7 +9,7 @@ from backend.auth import technician_only
 from backend.db.engine import DbSession
 from backend.dependencies import Queue
 from backend.idempotency import step
-from backend.jobs import flows, services
+from backend.jobs import dispatch, services
 from backend.jobs.schemas import DeclineBody, TechnicianJob
 
 
@@ -31,7 +31,7 @@ class OfferController(Controller):
         technician_id = request.user.technician_id
 
         async def action(now):
-            job_id = await flows.accept(offer_id, technician_id, session=db_session, queue=queue, now=now)
+            job_id = await dispatch.accept(offer_id, technician_id, session=db_session, queue=queue, now=now)
             return await services.technician_view(job_id, session=db_session)
 
         return await step(request, db_session, action)
@@ -49,7 +49,7 @@ class OfferController(Controller):
         reason = data.reason if data else None
 
         async def action(now):
-            await flows.decline(offer_id, technician_id, reason, session=db_session, queue=queue, now=now)
+            await dispatch.decline(offer_id, technician_id, reason, session=db_session, queue=queue, now=now)
             return {"id": str(offer_id), "status": "declined"}
 
         return await step(request, db_session, action)

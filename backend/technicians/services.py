@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from backend.db.geo import lat_of, lon_of, point
 from backend.db.models import PoolMembership, Technician
 from backend.errors import Conflict, NotFound
-from backend.jobs import flows
+from backend.jobs import dispatch
 from backend.pagination import decode_cursor, page_of
 from backend.ratings.services import shown_rating
 from backend.schemas import LatLon, Page, Position, normalize_skills
@@ -144,7 +144,7 @@ async def update(
     for field, value in changes.items():
         setattr(membership, field, value)
     if deactivated:
-        await flows.withdraw_member_offers(org_id, technician_id, session=session, queue=queue, now=now)
+        await dispatch.withdraw_member_offers(org_id, technician_id, session=session, queue=queue, now=now)
     await session.commit()
     return await get(org_id, technician_id, session=session)
 

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from backend.jobs.workflow import geofence
+from backend.jobs.onsite import geofence
 from backend.settings import SettingsError, load_settings
 from backend.tracking.eta import GreatCircleRouter, OsrmRouter, Point, great_circle_m, open_router
 from matching import EtaModel, JobSpec, MatchSettings, MemberSnapshot, WaveSpec, evaluate

@@ -15,7 +15,7 @@ import msgspec
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.db.models import Job
-from backend.jobs.flows import assigned_job
+from backend.jobs.dispatch import assigned_job
 from backend.jobs.lifecycle import move, record, tally
 from backend.jobs.schemas import TechnicianJob
 from backend.schemas import Latitude, Longitude
