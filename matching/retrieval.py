@@ -83,28 +83,22 @@ BUSY = _statement(f"SELECT {_BUSY.format(who='CAST(:technician_id AS uuid)')}")
 """Whether the technician holds another active job overlapping the window (params: technician_id, job_id,
 window_start, window_end): the rule of the walk, asked of one technician when an offer is accepted."""
 _OFFERED = "EXISTS (SELECT 1 FROM offers o WHERE o.job_id = :job_id AND o.technician_id = {who})"
-# Holds every required credential in good standing: one probe of the credentials' primary key per walked
-# row, and none at all when the job requires nothing.
-_CREDENTIALED = """
-    ((SELECT cardinality(required_credentials) FROM rules) = 0 OR (
-        SELECT count(*) FROM credentials c
-        WHERE c.org_id = :org_id AND c.technician_id = {who}
-          AND c.kind = ANY((SELECT required_credentials FROM rules)::text[])
-          AND c.status = 'valid' AND (c.expires_at IS NULL OR c.expires_at >= :window_end)
-    ) = (SELECT cardinality(required_credentials) FROM rules))
-"""
-# The member's records of the required kinds, for the snapshot (parallel arrays, ordered by kind); not even
-# a probe when the job requires nothing.
+# The member's records of the required kinds, for the snapshot (parallel arrays, ordered by kind), and how
+# many of them are in good standing: one probe of the credentials' primary key per walked row that the
+# other rules let through, and none at all when the job requires nothing.
 _CREDENTIALS_OF = """
     CROSS JOIN LATERAL (
         SELECT array_agg(c.kind ORDER BY c.kind) AS credential_kinds,
                array_agg(c.status ORDER BY c.kind) AS credential_statuses,
-               array_agg(c.expires_at ORDER BY c.kind) AS credential_expiries
+               array_agg(c.expires_at ORDER BY c.kind) AS credential_expiries,
+               count(*) FILTER (WHERE c.status = 'valid' AND (c.expires_at IS NULL OR c.expires_at >= :window_end))
+                   AS credentials_held
         FROM credentials c
         WHERE c.org_id = :org_id AND c.technician_id = {who} AND c.kind = ANY((SELECT required_credentials FROM rules)::text[])
           AND (SELECT cardinality(required_credentials) FROM rules) > 0
     ) cr
 """
+_CREDENTIAL_COLUMNS = "cr.credential_kinds, cr.credential_statuses, cr.credential_expiries, cr.credentials_held"
 
 # With an engagement policy, each member's engagement figures with the job added (`matching.engagement`);
 # none are worked out without one.
@@ -125,7 +119,7 @@ _ELIGIBLE = f"""
     w.active AND w.tier = ANY(:tiers) AND w.skills @> CAST(:skills AS text[])
     AND w.distance_m <= LEAST(:radius_km, w.service_radius_km) * 1000
     AND NOT {_BUSY.format(who="w.technician_id")} AND NOT {_OFFERED.format(who="w.technician_id")}
-    AND {_CREDENTIALED.format(who="w.technician_id")}
+    AND (SELECT cardinality(required_credentials) FROM rules) IN (0, w.credentials_held)
 """
 
 
@@ -142,7 +136,7 @@ _SNAPSHOT = f"""
     ST_Y(e.home::geometry) AS home_lat, ST_X(e.home::geometry) AS home_lon,
     {{t}}.on_duty, ST_Y({{t}}.location::geometry) AS location_lat, ST_X({{t}}.location::geometry) AS location_lon,
     {{t}}.location_recorded_at, {{t}}.speed_mps, e.distance_m,
-    cr.credential_kinds, cr.credential_statuses, cr.credential_expiries, {_FIGURES_COLUMNS}
+    e.credential_kinds, e.credential_statuses, e.credential_expiries, {_FIGURES_COLUMNS}
 """
 
 
@@ -177,7 +171,6 @@ walk AS (
 )
 SELECT walk.walked, walk.reach, {_WANTED} AS wanted, e.n, e.next_distance, {_RULES_COLUMNS}, {_SNAPSHOT.format(t=t)}
 FROM walk CROSS JOIN rules LEFT JOIN kept e ON true {technicians}
-{_CREDENTIALS_OF.format(who="e.technician_id")}
 {_FIGURES.format(who="e.technician_id")}
 """
     )
@@ -199,12 +192,13 @@ NEAREST_LIVE = _walk(
     """,
     f"""
     SELECT m.*, near.distance_m, near.on_duty, near.location, near.location_recorded_at, near.speed_mps,
-           near.n, near.next_distance
+           near.n, near.next_distance, {_CREDENTIAL_COLUMNS}
     FROM {{near}}
     CROSS JOIN LATERAL (
         SELECT m.technician_id, m.tier, m.active, m.skills, m.service_radius_km, m.home, {_CURATION}
         FROM pool_memberships m WHERE m.org_id = :org_id AND m.technician_id = near.id LIMIT 1
     ) m
+    {_CREDENTIALS_OF.format(who="m.technician_id")}
     WHERE near.location_recorded_at >= :fresh_since
     """,
     "e",
@@ -220,7 +214,7 @@ NEAREST_HOME = _walk(
     ORDER BY m.home <-> CAST(:point AS geography)
     LIMIT :k
     """,
-    "SELECT near.* FROM {near}",
+    f"SELECT near.*, {_CREDENTIAL_COLUMNS} FROM {{near}} {_CREDENTIALS_OF.format(who='near.technician_id')}",
     "t",
 )
 
@@ -243,8 +237,10 @@ eligible AS (
     SELECT w.* FROM (
         SELECT m.technician_id, m.tier, m.active, m.skills, m.service_radius_km, m.home, {_CURATION},
                ST_Distance(CASE WHEN :asap THEN t.location ELSE m.home END, CAST(:point AS geography), false)
-                   AS distance_m
+                   AS distance_m,
+               {_CREDENTIAL_COLUMNS}
         FROM pool_memberships m JOIN technicians t ON t.id = m.technician_id
+        {_CREDENTIALS_OF.format(who="m.technician_id")}
         WHERE m.org_id = :org_id AND m.skills @> CAST(:skills AS text[])
           AND (NOT :asap OR (t.on_duty AND t.location IS NOT NULL AND t.location_recorded_at >= :fresh_since))
     ) w
@@ -254,7 +250,6 @@ eligible AS (
 )
 SELECT 0 AS walked, NULL::float8 AS reach, {_WANTED} AS wanted, {_RULES_COLUMNS}, {_SNAPSHOT.format(t="t")}
 FROM eligible e JOIN technicians t ON t.id = e.technician_id CROSS JOIN rules
-{_CREDENTIALS_OF.format(who="e.technician_id")}
 {_FIGURES.format(who="e.technician_id")}
 """
 )
