@@ -17,7 +17,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.db.models import Device
-from backend.queue import Runtime, defer, defer_now, runtime_of, tasks
+from backend.queue import RETRY_ON_OUTAGE, Runtime, defer, defer_now, runtime_of, tasks
 from backend.settings import PushSettings
 from notifications import LoggingSender, PushSender
 from notifications.messages import Notice
@@ -40,13 +40,17 @@ async def send_later(session: AsyncSession, queue: procrastinate.App, notices: l
         await defer(session, queue, deliver_push, messages=msgspec.to_builtins(notices))
 
 
-@tasks.task(name="deliver_push", queue="push", pass_context=True)
+@tasks.task(name="deliver_push", queue="push", pass_context=True, retry=RETRY_ON_OUTAGE)
 async def deliver_push(context: procrastinate.JobContext, messages: list[dict], attempt: int = 0) -> None:
     await push(runtime_of(context), context.app, msgspec.convert(messages, list[Notice]), attempt)
 
 
 async def push(runtime: Runtime, queue: procrastinate.App, notices: list[Notice], attempt: int) -> None:
     """Send to every registered device of each addressee; drop dead tokens; retry what FCM deferred."""
+    now = datetime.now(UTC)
+    notices = [n for n in notices if not n.stale(now)]
+    if not notices:
+        return
     ids = {uuid.UUID(n.technician_id) for n in notices}
     async with runtime.sessionmaker() as session:
         devices = (
@@ -55,7 +59,7 @@ async def push(runtime: Runtime, queue: procrastinate.App, notices: list[Notice]
     tokens: dict[str, list[str]] = {}
     for technician_id, token in devices:
         tokens.setdefault(str(technician_id), []).append(token)
-    outgoing = [(n, n.to_push(token)) for n in notices for token in tokens.get(n.technician_id, [])]
+    outgoing = [(n, n.to_push(token, now)) for n in notices for token in tokens.get(n.technician_id, [])]
     if not outgoing:
         return
     report = await runtime.sender.send([message for _, message in outgoing])

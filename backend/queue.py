@@ -19,7 +19,7 @@ import procrastinate
 from procrastinate.tasks import Task
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from backend.db.engine import KEEPALIVES
+from backend.db.engine import KEEPALIVES, UNAVAILABLE
 from backend.settings import TrackingSettings, libpq_url
 from notifications import PushSender
 
@@ -39,6 +39,20 @@ class Runtime:
     sessionmaker: async_sessionmaker[AsyncSession]
     sender: PushSender
     tracking: TrackingSettings = field(default_factory=TrackingSettings)
+
+
+class UntilTheDatabaseAnswers(procrastinate.BaseRetryStrategy):
+    """A task that failed because the database was unavailable (down, frozen, failing over: it gave up after
+    TRUCKROLL_DB_TIMEOUT_S) runs again, 1, 2, 4 … up to 30 s later, for as long as it takes: a wave's deadline
+    or an offer's push must not be lost to an outage. Any other failure is a bug, and is not retried."""
+
+    def get_retry_decision(self, *, exception: BaseException, job) -> procrastinate.RetryDecision | None:
+        if not isinstance(exception, UNAVAILABLE):
+            return None
+        return procrastinate.RetryDecision(retry_in={"seconds": min(2**job.attempts, 30)})
+
+
+RETRY_ON_OUTAGE = UntilTheDatabaseAnswers()
 
 
 def runtime_of(context: procrastinate.JobContext) -> Runtime:

@@ -8,6 +8,7 @@ what a newer push replaces — is decided here, by its type, and nowhere else.
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from typing import ClassVar
 
@@ -32,22 +33,26 @@ class _Notice(msgspec.Struct, frozen=True, tag_field="type"):
         """(title, body) of the visible notification; (None, None) for a silent data push."""
         return None, None
 
-    def ttl_s(self) -> int | None:
+    def ttl_s(self, now: datetime) -> int | None:
         """How long the push services may hold it for an unreachable phone (None: their default)."""
         return None
+
+    def stale(self, now: datetime) -> bool:
+        """Not worth sending any more (a push sent again after a crash or an outage may come too late)."""
+        return False
 
     def collapse_key(self) -> str:
         """A newer push with the same key replaces this one on the phone."""
         return self.job_id
 
-    def to_push(self, token: str) -> PushMessage:
+    def to_push(self, token: str, now: datetime) -> PushMessage:
         title, body = self.text()
         return PushMessage(
             token=token,
             data=self.data(),
             title=title,
             body=body,
-            ttl_s=self.ttl_s(),
+            ttl_s=self.ttl_s(now),
             high_priority=self.urgent,
             time_sensitive=self.urgent,
             collapse_key=self.collapse_key(),
@@ -61,7 +66,6 @@ class JobOffer(_Notice, frozen=True, tag="job_offer"):
     expires_at: datetime
     title: str
     distance_m: float
-    offer_ttl_s: int
 
     urgent: ClassVar[bool] = True
 
@@ -79,8 +83,12 @@ class JobOffer(_Notice, frozen=True, tag="job_offer"):
             f"{self.distance_m / 1000:.1f} km away — reply before {self.expires_at:%H:%M} UTC",
         )
 
-    def ttl_s(self) -> int | None:
-        return self.offer_ttl_s
+    def ttl_s(self, now: datetime) -> int | None:
+        # What is left of the offer's life when it is sent: a push sent again later must not outlive it.
+        return max(1, math.ceil((self.expires_at - now).total_seconds()))
+
+    def stale(self, now: datetime) -> bool:
+        return self.expires_at <= now
 
     def collapse_key(self) -> str:
         return self.offer_id

@@ -29,7 +29,7 @@ from backend.jobs import services
 from backend.jobs.lifecycle import move, record, require, tally
 from backend.jobs.schemas import JobCreate, Wave
 from backend.push import send_later
-from backend.queue import defer, runtime_of, tasks
+from backend.queue import RETRY_ON_OUTAGE, defer, runtime_of, tasks
 from backend.schemas import normalize_skills
 from matching import WaveSpec, retrieval
 from matching.lifecycle import Action, JobStatus
@@ -144,7 +144,6 @@ async def _next_wave(org_id: uuid.UUID, row, *, session: AsyncSession, queue: pr
                     expires_at=expires_at,
                     title=job.title,
                     distance_m=o.distance_m,
-                    offer_ttl_s=wave.offer_ttl_s,
                 )
                 for o in offers
             ],
@@ -431,7 +430,7 @@ async def back_out(
     await _next_wave(job.org_id, row, session=session, queue=queue, now=now)
 
 
-@tasks.task(name="close_wave", queue="dispatch", pass_context=True)
+@tasks.task(name="close_wave", queue="dispatch", pass_context=True, retry=RETRY_ON_OUTAGE)
 async def close_wave_task(context: procrastinate.JobContext, job_id: str, wave: int) -> None:
     """A wave's deadline, run by the queue at the moment its offers expire."""
     async with runtime_of(context).sessionmaker() as session:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import msgspec
 import pytest
@@ -101,16 +101,10 @@ EXPIRES = datetime(2026, 3, 2, 9, 15, tzinfo=UTC)
 
 def test_a_job_offer_is_a_visible_urgent_push_that_lives_as_long_as_the_offer():
     notice = JobOffer(
-        technician_id="t-1",
-        job_id="j-7",
-        offer_id="o-1",
-        expires_at=EXPIRES,
-        title="Fix a till",
-        distance_m=2345.0,
-        offer_ttl_s=120,
+        technician_id="t-1", job_id="j-7", offer_id="o-1", expires_at=EXPIRES, title="Fix a till", distance_m=2345.0
     )
 
-    push = notice.to_push("device-1")
+    push = notice.to_push("device-1", EXPIRES - timedelta(seconds=120))
 
     assert push.data == {"type": "job_offer", "offer_id": "o-1", "job_id": "j-7", "expires_at": EXPIRES.isoformat()}
     assert (push.title, push.body) == ("New job: Fix a till", "2.3 km away — reply before 09:15 UTC")
@@ -118,7 +112,7 @@ def test_a_job_offer_is_a_visible_urgent_push_that_lives_as_long_as_the_offer():
 
 
 def test_a_withdrawn_offer_is_a_silent_push_that_replaces_the_offer_on_the_phone():
-    push = OfferWithdrawn(technician_id="t-1", job_id="j-7", offer_id="o-1").to_push("device-1")
+    push = OfferWithdrawn(technician_id="t-1", job_id="j-7", offer_id="o-1").to_push("device-1", EXPIRES)
 
     assert push.data == {"type": "offer_withdrawn", "offer_id": "o-1", "job_id": "j-7"}
     assert not push.visible and not push.high_priority and push.ttl_s is None
@@ -126,7 +120,9 @@ def test_a_withdrawn_offer_is_a_silent_push_that_replaces_the_offer_on_the_phone
 
 
 def test_a_direct_assignment_is_a_visible_push_keyed_by_the_job():
-    push = JobAssigned(technician_id="t-1", job_id="j-7", title="Fix a till", window_start=EXPIRES).to_push("d")
+    push = JobAssigned(technician_id="t-1", job_id="j-7", title="Fix a till", window_start=EXPIRES).to_push(
+        "d", EXPIRES
+    )
 
     assert push.data == {"type": "job_assigned", "job_id": "j-7"}
     assert push.title == "Job assigned: Fix a till" and push.body == "On site Mon 02 Mar 09:15 UTC"
@@ -135,9 +131,7 @@ def test_a_direct_assignment_is_a_visible_push_keyed_by_the_job():
 
 def test_notices_survive_the_trip_through_the_queue_as_json():
     notices = [
-        JobOffer(
-            technician_id="t", job_id="j", offer_id="o", expires_at=EXPIRES, title="x", distance_m=1.5, offer_ttl_s=9
-        ),
+        JobOffer(technician_id="t", job_id="j", offer_id="o", expires_at=EXPIRES, title="x", distance_m=1.5),
         OfferWithdrawn(technician_id="t", job_id="j", offer_id="o"),
         JobAssigned(technician_id="t", job_id="j", title="x", window_start=EXPIRES),
     ]
@@ -147,3 +141,12 @@ def test_notices_survive_the_trip_through_the_queue_as_json():
     assert msgspec.convert(payload, list[Notice]) == notices
     with pytest.raises(msgspec.ValidationError):
         msgspec.convert([{"type": "job_message", "technician_id": "t", "job_id": "j"}], list[Notice])
+
+
+def test_an_offer_push_sent_late_lives_only_what_is_left_of_the_offer_and_not_at_all_once_it_expired():
+    notice = JobOffer(technician_id="t", job_id="j", offer_id="o", expires_at=EXPIRES, title="x", distance_m=1.0)
+
+    assert notice.to_push("d", EXPIRES - timedelta(seconds=100.2)).ttl_s == 101
+    assert notice.to_push("d", EXPIRES - timedelta(milliseconds=1)).ttl_s == 1
+    assert not notice.stale(EXPIRES - timedelta(milliseconds=1))
+    assert notice.stale(EXPIRES)
