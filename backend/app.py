@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 import psycopg
 import sqlalchemy.exc
 from litestar import Litestar, MediaType, Request, Response
+from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.exceptions import ValidationException
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.types import ControllerRouterHandler
 
@@ -32,9 +31,12 @@ from backend.errors import DomainError, domain_error, validation_error
 from backend.health import health, readiness
 from backend.jobs.controllers import JobController, TechnicianJobController
 from backend.me.controllers import MeController
+from backend.observability import REQUEST_ID_HEADER, RequestLog, configure_logging, remember_failure
 from backend.offers.controllers import OfferController
+from backend.openapi import ClosedStructs, DocumentedErrors, LocalSwaggerUI
 from backend.orgs.controllers import AdminOrgController
 from backend.presence.recorder import PingRecorder
+from backend.protocol import JsonRequest, allow_every_method
 from backend.push import make_sender
 from backend.queue import WORKER_OPTIONS, Runtime, run_supervised_worker
 from backend.ratings.controllers import RatingController
@@ -44,19 +46,19 @@ from backend.technicians.controllers import TechnicianController
 from backend.tracking.controllers import eta_router, tracking_router
 from backend.tracking.live import live_tracking
 
-log = logging.getLogger("truckroll")
-
 API_DESCRIPTION = """\
 Truckroll dispatches on-site jobs to a curated pool of field technicians.
 
 Callers authenticate with `Authorization: Bearer <credential>`: the operator's token, an organisation
-API key (`trk_…`) or, for technicians, a Firebase ID token. Errors have the shape
-`{"status_code", "detail", "extra"}`; `detail` names the offending field for 400/422.
+API key (`trk_…`) or, for technicians, a Firebase ID token. Bodies are JSON (`Content-Type: application/json`,
+UTF-8). Errors have the shape `{"status_code", "detail", "extra"}`; `detail` names the offending field for
+400/422. Each operation lists every status it can answer: 401 (no credential, or an invalid one), 403 (a
+credential of the wrong kind, or a Firebase account not onboarded by any organisation), 404 (also for another
+organisation's objects), 413 (a body over `TRUCKROLL_MAX_BODY_BYTES`, 1 MiB by default), 415 (a body that is
+not JSON) and 503 with `Retry-After` (the database or Firebase unreachable) among them.
 
-Status codes every route may answer besides those it lists: 401 (no credential, or an invalid one), 403
-(a credential of the wrong kind, or a Firebase account not onboarded by any organisation), 404 (also for
-another organisation's objects), 413 (a body over `TRUCKROLL_MAX_BODY_BYTES`, 1 MiB by default) and 503 with
-`Retry-After` (the database or Firebase unreachable).
+Every response carries `X-Request-ID`: the caller's own (1..128 characters of `A-Za-z0-9._-`) or a new one. It
+is in the server's log line for the request: quote it when reporting a problem.
 
 `Idempotency-Key` (1..255 characters) is honoured on the POSTs of jobs, their actions, offers and ratings:
 a retry with the same key and body answers the first response byte for byte; the same key with another
@@ -103,7 +105,6 @@ async def _resources(app: Litestar) -> AsyncIterator[None]:
 
 
 def _unavailable(_: Request, exc: Exception) -> Response:
-    log.warning("dependency unavailable: %s", exc)
     detail = str(exc) if isinstance(exc, ServiceUnavailable) else "the database is unavailable"
     return Response(
         {"status_code": 503, "detail": detail}, status_code=503, headers={"Retry-After": "5"}, media_type=MediaType.JSON
@@ -115,7 +116,7 @@ def create_app(
 ) -> Litestar:
     settings = settings or load_settings()
     state = State({"settings": settings})
-    return Litestar(
+    app = Litestar(
         route_handlers=[
             health,
             readiness,
@@ -147,12 +148,16 @@ def create_app(
             psycopg.OperationalError: _unavailable,
         },
         request_max_body_size=settings.server.max_body_bytes,
+        request_class=JsonRequest,
+        after_exception=[remember_failure],
+        cors_config=_cors(settings.server.cors_origins),
+        plugins=[DocumentedErrors(), ClosedStructs()],
         openapi_config=OpenAPIConfig(
             title="Truckroll",
             version="1.0.0",
             description=API_DESCRIPTION,
             path="/schema",
-            render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin(path="/swagger")],
+            render_plugins=[LocalSwaggerUI()],
             components=Components(
                 security_schemes={
                     "bearer": SecurityScheme(
@@ -164,11 +169,29 @@ def create_app(
             ),
             security=[{"bearer": []}],
         ),
+        # The process's logging is configured where it starts (`app_from_env`), not by each app.
+        logging_config=None,
         debug=False,
+    )
+    # Outermost, around Litestar's exception handling, CORS and routing: it sees every response.
+    app.asgi_handler = RequestLog(app.asgi_handler)
+    app.before_send.append(allow_every_method(app))
+    return app
+
+
+def _cors(origins: tuple[str, ...]) -> CORSConfig | None:
+    if not origins:
+        return None
+    return CORSConfig(
+        allow_origins=list(origins),
+        allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
+        allow_headers=["Authorization", "Content-Type", "Idempotency-Key", REQUEST_ID_HEADER],
+        expose_headers=[REQUEST_ID_HEADER, "Retry-After", "RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset"],
     )
 
 
 def app_from_env() -> Litestar:
     """Factory for the ASGI server (`truckroll serve` runs granian with it)."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return create_app(load_settings())
+    settings = load_settings()
+    configure_logging(settings.server.log_format)
+    return create_app(settings)

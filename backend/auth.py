@@ -30,6 +30,7 @@ from backend.db.models import ApiKey, Technician
 
 API_KEY_PREFIX = "trk_"
 PUBLIC_PATHS = ("/schema", "/healthz", "/t/", "/v1/track/")
+"""Paths served without a credential (a route elsewhere may also opt out with `exclude_from_auth=True`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,11 +150,23 @@ async def _technician_id(uid: str, state) -> uuid.UUID | None:
     return technician_id
 
 
+def needs_credential(path: str, handler: BaseRouteHandler) -> bool:
+    """Whether the route at `path` is behind the auth middleware (as `create_app` installs it)."""
+    return not (path.startswith(PUBLIC_PATHS) or handler.opt.get("exclude_from_auth"))
+
+
+def _options(connection: ASGIConnection) -> bool:
+    """An OPTIONS request, which Litestar answers itself (`Allow`, or the CORS preflight). The auth middleware
+    leaves OPTIONS unauthenticated by design (its `exclude_http_methods`), yet Litestar runs the route's guards on
+    it (litestar#2314): a guard must let it through, since there is no user to look at (that was a 500)."""
+    return connection.scope.get("method") == "OPTIONS"
+
+
 def _require(kind: type, what: str):
     # Guards are coroutines: Litestar runs a plain function guard in a worker thread, a hop that cost a
     # quarter of the CPU of a location ping.
     async def guard(connection: ASGIConnection, _: BaseRouteHandler) -> None:
-        if not isinstance(connection.user, kind):
+        if not _options(connection) and not isinstance(connection.user, kind):
             raise PermissionDeniedException(f"this route is for {what}")
 
     return guard
@@ -167,6 +180,8 @@ _technician_caller = _require(TechnicianCaller, "technicians (a Firebase ID toke
 
 
 async def technician_only(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
+    if _options(connection):
+        return
     await _technician_caller(connection, handler)
     if connection.user.technician_id is None:
         raise PermissionDeniedException("this Firebase account has not been onboarded into any pool")
@@ -174,7 +189,7 @@ async def technician_only(connection: ASGIConnection, handler: BaseRouteHandler)
 
 async def org_or_technician(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
     """For the few routes both sides of a job use (ratings); the handler tells them apart by the caller's kind."""
-    if isinstance(connection.user, OrgCaller):
+    if _options(connection) or isinstance(connection.user, OrgCaller):
         return
     if not isinstance(connection.user, TechnicianCaller):
         raise PermissionDeniedException("this route is for organisations (an API key) and technicians (an ID token)")

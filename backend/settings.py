@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -24,6 +25,7 @@ Env = Literal["development", "test", "production"]
 PushMode = Literal["log", "fcm"]
 WorkerMode = Literal["inprocess", "external"]
 RouterKind = Literal["greatcircle", "osrm"]
+LogFormat = Literal["json", "text"]
 
 
 class SettingsError(ValueError):
@@ -44,6 +46,10 @@ class ServerSettings(msgspec.Struct, frozen=True):
     host: str = "127.0.0.1"
     port: int = 8000
     max_body_bytes: int = 1024 * 1024
+    log_format: LogFormat = "text"
+    """The development default; production's is json (one JSON object a line)."""
+    cors_origins: tuple[str, ...] = ()
+    """The origins whose pages may call the API from a browser (CORS); none: no CORS headers at all."""
 
 
 class AuthSettings(msgspec.Struct, frozen=True):
@@ -130,6 +136,15 @@ def _choice(environ: Mapping[str, str], name: str, kind: Any) -> str | None:
     return value
 
 
+def _origins(environ: Mapping[str, str], name: str) -> tuple[str, ...] | None:
+    """A comma-separated list of origins (`scheme://host[:port]`, or `*` for any); None when unset or empty."""
+    origins = tuple(o.strip() for o in (environ.get(name) or "").split(",") if o.strip())
+    for origin in origins:
+        if origin != "*" and not re.fullmatch(r"https?://[^/\s?#]+", origin):
+            raise SettingsError(f"{name}: expected origins such as https://console.example.com, got {origin!r}")
+    return origins or None
+
+
 def sqlalchemy_url(url: str) -> str:
     """Accept the usual postgres:// and postgresql:// spellings; always drive psycopg 3."""
     for prefix in ("postgresql+psycopg://", "postgresql://", "postgres://"):
@@ -187,6 +202,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             host=environ.get("TRUCKROLL_HOST") or None,
             port=_int(environ, "TRUCKROLL_PORT", 1, 65535),
             max_body_bytes=_int(environ, "TRUCKROLL_MAX_BODY_BYTES", 1024, 64 * 1024 * 1024),
+            log_format=_choice(environ, "TRUCKROLL_LOG_FORMAT", LogFormat) or ("json" if production else None),
+            cors_origins=_origins(environ, "TRUCKROLL_CORS_ORIGINS"),
         )
     )
 
