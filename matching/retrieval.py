@@ -2,12 +2,13 @@
 
 The nearest-neighbour walk comes first (`ORDER BY position <-> job LIMIT k` on the GiST index), and the
 eligibility filters are applied to its result: a `WHERE ST_DWithin(...)` next to the KNN makes the planner
-choose a bitmap scan that is two orders of magnitude slower (DESIGN.md). When the `k` nearest positions
-hold fewer than `pool_size` eligible members but do not reach past the radius yet, `k` grows and the
-walk is repeated, so the result is exactly the `pool_size` nearest eligible members (the contract
-described in `matching.candidates`). The index orders by distance alone, so members sharing a place (a
-depot, say) may be cut at the walk's edge in any order: when the last member kept stands at the edge, the
-walk is widened too, as the pure core breaks such ties by id.
+choose a bitmap scan that is two orders of magnitude slower (DESIGN.md). The walk's positions are read in
+the index's order, and reading stops once it holds the members it wants (`_walk`). When the `k` nearest
+positions hold fewer eligible members than that but do not reach past the radius yet, `k` grows and the
+walk is repeated, so the result is exactly the nearest eligible members (the contract described in
+`matching.candidates`). The index orders by distance alone, so members sharing a place (a depot, say) may
+be cut at the walk's edge in any order: those as far as the last one kept are kept too, and when more may
+stand beyond the walk's end, the walk is widened, as the pure core breaks such ties by id.
 
 Distances are measured on the sphere (`<->` on geography, and `ST_Distance(a, b, false)`): the same great circle, on
 the same mean Earth radius, as `matching.candidates.haversine_m`, so the walk, the filters and the pure
@@ -19,8 +20,10 @@ job's skills' (`org_requirements`) — and its engagement policy (`engagement_po
 carries them (`rules_of`). Credentials are checked in the same filter, for walked rows only: a member must
 hold each required kind with status `valid` and no expiry before the window ends. The snapshot carries the
 member's records of those kinds, so that the pure core reaches the same verdict (and `explain` can say which
-credential is missing, not valid or expired). Engagement limits are not part of the walk: the figures are
-worked out afterwards for the members it found (`matching.engagement`, called by `matching.search`).
+credential is missing, not valid or expired). Engagement limits are not part of the walk's filter: with a
+policy, the figures (`matching.engagement`) are worked out in the same statement for the members it keeps,
+and in block mode it keeps a few more members than the pool holds, as some may be over a limit
+(`matching.search` walks on when more are).
 
 Live positions (`technicians.location`) serve ASAP jobs; home bases (`pool_memberships.home`) serve
 later ones. Both columns have GiST indexes. Only table and column names are known here: the module

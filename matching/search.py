@@ -47,25 +47,6 @@ WALK_PER_MEMBER = 8
 SKILLED_DIRECT = 5000
 MAX_WALK = 32768
 
-# The statements run on the driver's connection under the SQLAlchemy one, in psycopg's own format (converted
-# once, here): building SQLAlchemy's result objects for a walk's ~40 columns cost a tenth of the search.
-_SQL = {
-    id(statement): str(statement.compile(dialect=PGDialect_psycopg()))
-    for statement in (
-        retrieval.NEAREST_LIVE,
-        retrieval.NEAREST_HOME,
-        retrieval.SKILLED_COUNT,
-        retrieval.SKILLED_NEAREST,
-        retrieval.WHOLE_POOL,
-    )
-}
-
-
-async def _rows(driver: Driver, statement: TextClause, params: dict) -> list:
-    async with driver.cursor(row_factory=namedtuple_row) as cursor:
-        await cursor.execute(_SQL[id(statement)], params)
-        return await cursor.fetchall()
-
 
 async def search(
     connection: AsyncConnection,
@@ -89,7 +70,7 @@ async def search(
     reasons; `only` narrows that to one member (a dispatcher's direct assignment). `skilled_direct`: below
     this many members with the job's skills, a long search measures them all instead of walking on.
     The job's required credentials and policy are the organisation's, read with the walk (those on `job`
-    are ignored).
+    are ignored). The statements run on `connection`'s driver connection, in its transaction.
     """
     asap = is_asap(job, now, settings)
     pool_size = pool_size or max(2 * limit, 20)
@@ -151,3 +132,23 @@ def _growth(rows, wanted: int) -> int:
     """How much longer the next walk is: by what the last one found, with room to spare (2 to 8 times)."""
     found = sum(1 for r in rows if r.technician_id is not None)
     return 8 if found == 0 else min(8, max(2, math.ceil(1.5 * wanted / found)))
+
+
+# The statements run on the driver's connection under the SQLAlchemy one, in psycopg's own format (converted
+# once, here): building SQLAlchemy's result objects for a walk's ~40 columns cost a tenth of the search.
+_SQL = {
+    id(statement): str(statement.compile(dialect=PGDialect_psycopg()))
+    for statement in (
+        retrieval.NEAREST_LIVE,
+        retrieval.NEAREST_HOME,
+        retrieval.SKILLED_COUNT,
+        retrieval.SKILLED_NEAREST,
+        retrieval.WHOLE_POOL,
+    )
+}
+
+
+async def _rows(driver: Driver, statement: TextClause, params: dict) -> list:
+    async with driver.cursor(row_factory=namedtuple_row) as cursor:
+        await cursor.execute(_SQL[id(statement)], params)
+        return await cursor.fetchall()
