@@ -19,6 +19,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 from litestar.types import ControllerRouterHandler
 
 from backend.auth import PUBLIC_PATHS, AuthMiddleware, IdTokenVerifier, ServiceUnavailable
+from backend.closing.money import JsonResponse
 from backend.compliance.controllers import (
     ComplianceController,
     CredentialController,
@@ -149,6 +150,8 @@ def create_app(
         },
         request_max_body_size=settings.server.max_body_bytes,
         request_class=JsonRequest,
+        # Money is exact: decimals are written as JSON numbers, never strings (backend.closing.money).
+        response_class=JsonResponse,
         after_exception=[remember_failure],
         cors_config=_cors(settings.server.cors_origins),
         plugins=[DocumentedErrors(), ClosedStructs()],

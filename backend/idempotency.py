@@ -22,6 +22,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.auth import OrgCaller, TechnicianCaller
+from backend.closing import money
 from backend.db.models import IdempotentRequest
 from backend.errors import BadRequest, Conflict, DomainError, Invalid, error_body
 
@@ -49,7 +50,7 @@ async def step(
     response body, answered with `status`; a domain error it raises is the answer instead."""
 
     async def run() -> tuple[int, bytes]:
-        return status, msgspec.json.encode(await action(datetime.now(UTC)))
+        return status, money.encode(await action(datetime.now(UTC)))
 
     return await idempotent(request, session, run)
 

@@ -8,7 +8,12 @@ This is the one table of allowed transitions. Every state change of a job goes t
       │                  │  ▲                         │                      │                      │
       │                  │  └────────back_out─────────┴──────────────────────┘                  complete
       └──exhaust──▶ unfilled ◀──exhaust── (no wave left)                                          ▼
-                                                                                               completed
+                                                                                               completed ──approve──▶ approved
+                                                                                     mark_incomplete │ ▲ complete
+                                                                                                     ▼ │
+                                                                                               incomplete ──check_in──▶ on_site
+    incomplete: the organisation sent the work back; the technician fixes what is missing (tasks, photos,
+    expenses; check-in again for a return visit) and completes again.
     cancel: from any status before completion.
 """
 
@@ -26,6 +31,8 @@ class JobStatus(enum.StrEnum):
     COMPLETED = "completed"
     CANCELLED = "cancelled"
     UNFILLED = "unfilled"
+    APPROVED = "approved"
+    INCOMPLETE = "incomplete"
 
 
 S = JobStatus
@@ -34,8 +41,14 @@ ACTIVE: frozenset[JobStatus] = frozenset({S.ASSIGNED, S.EN_ROUTE, S.ON_SITE})
 """A technician holds the job: it keeps them busy for its window, and their pings are accepted off duty."""
 LOCATED: frozenset[JobStatus] = frozenset({S.EN_ROUTE, S.ON_SITE})
 """The customer sees the technician's position (never before, never after)."""
-CLOSED: frozenset[JobStatus] = frozenset({S.COMPLETED, S.CANCELLED})
-"""Nothing more happens to the job; its tracking link closes 24 h later."""
+DONE: frozenset[JobStatus] = frozenset({S.COMPLETED, S.INCOMPLETE, S.APPROVED})
+"""The work was completed at least once: it can be rated, it counts as work done (engagement), and the customer's
+visit is over. `incomplete` is not ACTIVE: the job's window is behind it and the technician is neither busy with it
+nor tracked for it until they check in again for a return visit (on_site, which is ACTIVE)."""
+CLOSED: frozenset[JobStatus] = DONE | {S.CANCELLED}
+"""No longer cancellable; the customer's tracking link closes 24 h later."""
+WORKING: frozenset[JobStatus] = frozenset({S.EN_ROUTE, S.ON_SITE, S.INCOMPLETE})
+"""The assigned technician may record the job's tasks."""
 
 
 class Action(enum.StrEnum):
@@ -51,6 +64,8 @@ class Action(enum.StrEnum):
     COMPLETE = "complete"
     BACK_OUT = "back_out"
     CANCEL = "cancel"
+    APPROVE = "approve"
+    MARK_INCOMPLETE = "mark_incomplete"
 
 
 class Transition:
@@ -70,11 +85,14 @@ TRANSITIONS: dict[Action, Transition] = {
     Action.ACCEPT: Transition({S.OFFERING}, S.ASSIGNED, "accepted"),
     Action.ASSIGN: Transition({S.OPEN, S.OFFERING, S.UNFILLED}, S.ASSIGNED, "assigned"),
     Action.EN_ROUTE: Transition({S.ASSIGNED}, S.EN_ROUTE, "set en route"),
-    # A technician who forgot to tap "en route" has still arrived.
-    Action.CHECK_IN: Transition({S.ASSIGNED, S.EN_ROUTE}, S.ON_SITE, "checked in to"),
-    Action.COMPLETE: Transition({S.ON_SITE}, S.COMPLETED, "completed"),
+    # A technician who forgot to tap "en route" has still arrived; one sent back may come again (a new visit).
+    Action.CHECK_IN: Transition({S.ASSIGNED, S.EN_ROUTE, S.INCOMPLETE}, S.ON_SITE, "checked in to"),
+    # From incomplete without a new visit: what was missing (a photo, a task) could be fixed from afar.
+    Action.COMPLETE: Transition({S.ON_SITE, S.INCOMPLETE}, S.COMPLETED, "completed"),
     Action.BACK_OUT: Transition({S.ASSIGNED, S.EN_ROUTE}, S.OFFERING, "backed out of"),
     Action.CANCEL: Transition(set(JobStatus) - CLOSED, S.CANCELLED, "cancelled"),
+    Action.APPROVE: Transition({S.COMPLETED}, S.APPROVED, "approved"),
+    Action.MARK_INCOMPLETE: Transition({S.COMPLETED}, S.INCOMPLETE, "marked incomplete"),
 }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
+from decimal import Decimal
 
 from geoalchemy2 import Geography
 from sqlalchemy import (
@@ -20,6 +21,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     MetaData,
+    Numeric,
     SmallInteger,
     Text,
     UniqueConstraint,
@@ -30,6 +32,9 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from matching.lifecycle import ACTIVE, JobStatus, sql_list
+
+MONEY = Numeric(14, 2)
+"""Money: exact, in cents (backend.closing.money)."""
 
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -61,11 +66,14 @@ def _now_column() -> Mapped[datetime]:
 
 class Organization(Base):
     __tablename__ = "organizations"
+    __table_args__ = (CheckConstraint("auto_approve_days BETWEEN 0 AND 60", name="auto_approve_days"),)
 
     id: Mapped[uuid.UUID] = mapped_column(UUID, primary_key=True, default=uuid.uuid4)
     name: Mapped[str] = mapped_column(Text, nullable=False)
     settings: Mapped[dict] = mapped_column(JSONB, nullable=False, server_default=text("'{}'::jsonb"))
     created_at: Mapped[datetime] = _now_column()
+    # A completed job is approved by the system after this many days (0: never).
+    auto_approve_days: Mapped[int] = mapped_column(SmallInteger, nullable=False, server_default=text("7"))
 
 
 class ApiKey(Base):
@@ -204,6 +212,8 @@ class Job(Base):
             "checked_in_at",
             postgresql_where=text("status = 'completed'"),
         ),
+        # Auto-approval walks the jobs completed longest ago.
+        Index("ix_jobs_completed_at_completed", "completed_at", postgresql_where=text("status = 'completed'")),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(UUID, primary_key=True, default=uuid.uuid4)
@@ -229,8 +239,13 @@ class Job(Base):
     # The customer's tracking link closes 24 h after either.
     completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     cancelled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    # Work starts at check-in: engagement counts the hours from here to `completed_at`.
+    # Work starts at check-in: engagement counts the hours from here to `completed_at`. The latest visit's;
+    # every visit is a JobVisit.
     checked_in_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # [{key, type, label, required, value, done_at}] (backend.closing.tasks)
+    tasks: Mapped[list] = mapped_column(JSONB, nullable=False, server_default=text("'[]'::jsonb"))
+    approved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    template_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("job_templates.id", ondelete="SET NULL"))
 
 
 class Offer(Base):
@@ -393,3 +408,100 @@ class JobRating(Base):
     technician_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("technicians.id", ondelete="CASCADE"), nullable=False)
     created_at: Mapped[datetime] = _now_column()
     released_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class JobTemplate(Base):
+    """An organisation's starting point for jobs: any of a job's fields (`fields`, as POST /v1/job-templates took them)."""
+
+    __tablename__ = "job_templates"
+    __table_args__ = (Index("ix_job_templates_org_id_created_at", "org_id", "created_at", "id"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID, primary_key=True, default=uuid.uuid4)
+    org_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"), nullable=False)
+    name: Mapped[str] = mapped_column(Text, nullable=False)
+    fields: Mapped[dict] = mapped_column(JSONB, nullable=False, server_default=text("'{}'::jsonb"))
+    created_at: Mapped[datetime] = _now_column()
+    updated_at: Mapped[datetime] = _now_column()
+
+
+class JobVisit(Base):
+    """On site once: from a check-in to the completion that follows it. A job's worked hours are the sum of its
+    visits; the payable and engagement read the same rows."""
+
+    __tablename__ = "job_visits"
+    __table_args__ = (
+        CheckConstraint("completed_at IS NULL OR completed_at >= checked_in_at", name="order"),
+        Index("ix_job_visits_technician_id_checked_in_at", "technician_id", "checked_in_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
+    job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False, index=True)
+    technician_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("technicians.id", ondelete="CASCADE"), nullable=False)
+    checked_in_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Attachment(Base):
+    """A file the assigned technician sent as proof of work; its bytes live in the object store under `storage_key`."""
+
+    __tablename__ = "attachments"
+    __table_args__ = (
+        CheckConstraint("content_type IN ('image/jpeg', 'image/png', 'application/pdf')", name="content_type"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID, primary_key=True, default=uuid.uuid4)
+    job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False, index=True)
+    technician_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("technicians.id", ondelete="CASCADE"), nullable=False)
+    content_type: Mapped[str] = mapped_column(Text, nullable=False)
+    size: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    sha256: Mapped[str] = mapped_column(Text, nullable=False)
+    storage_key: Mapped[str] = mapped_column(Text, nullable=False, unique=True)
+    created_at: Mapped[datetime] = _now_column()
+
+
+class JobExpense(Base):
+    """An expense the technician claims on a job; approved or rejected when the job is approved."""
+
+    __tablename__ = "job_expenses"
+    __table_args__ = (
+        CheckConstraint("amount >= 0", name="amount"),
+        CheckConstraint("status IN ('pending', 'approved', 'rejected')", name="status"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID, primary_key=True, default=uuid.uuid4)
+    job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False, index=True)
+    technician_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("technicians.id", ondelete="CASCADE"), nullable=False)
+    description: Mapped[str] = mapped_column(Text, nullable=False)
+    amount: Mapped[Decimal] = mapped_column(MONEY, nullable=False)
+    attachment_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("attachments.id"))
+    status: Mapped[str] = mapped_column(Text, nullable=False, server_default=text("'pending'"))
+    created_at: Mapped[datetime] = _now_column()
+
+
+class Payable(Base):
+    """What an organisation owes a technician for an approved job: the record an accounts system imports."""
+
+    __tablename__ = "payables"
+    __table_args__ = (
+        CheckConstraint("status IN ('approved', 'paid')", name="status"),
+        CheckConstraint("approved_by IN ('organisation', 'auto')", name="approved_by"),
+        CheckConstraint("total = labour + expenses", name="total"),
+        Index("ix_payables_org_id_approved_at", "org_id", "approved_at", "id"),
+        Index("ix_payables_technician_id_approved_at", "technician_id", "approved_at", "id"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID, primary_key=True, default=uuid.uuid4)
+    job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False, unique=True)
+    org_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"), nullable=False)
+    technician_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("technicians.id", ondelete="CASCADE"), nullable=False)
+    currency: Mapped[str] = mapped_column(Text, nullable=False)
+    hours: Mapped[Decimal] = mapped_column(Numeric(10, 2), nullable=False)
+    labour: Mapped[Decimal] = mapped_column(MONEY, nullable=False)
+    expenses: Mapped[Decimal] = mapped_column(MONEY, nullable=False)
+    total: Mapped[Decimal] = mapped_column(MONEY, nullable=False)
+    status: Mapped[str] = mapped_column(Text, nullable=False, server_default=text("'approved'"))
+    approved_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    approved_by: Mapped[str] = mapped_column(Text, nullable=False)
+    paid_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    reference: Mapped[str | None] = mapped_column(Text)
+    notes: Mapped[list[str]] = mapped_column(ARRAY(Text), nullable=False, server_default=text("'{}'"))

@@ -4,11 +4,11 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated
 
-import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.params import FromPath, FromQuery, JSONBody, Parameter
 
 from backend.auth import org_only, technician_only
+from backend.closing import money
 from backend.db.engine import DbSession
 from backend.dependencies import Queue
 from backend.idempotency import idempotent, step
@@ -52,7 +52,7 @@ class JobController(Controller):
 
         async def run() -> tuple[int, bytes]:
             job_id = await dispatch.post_job(org_id, data, session=db_session, queue=queue, now=now)
-            return 201, msgspec.json.encode(await services.read(org_id, job_id, session=db_session))
+            return 201, money.encode(await services.read(org_id, job_id, session=db_session))
 
         return await idempotent(request, db_session, run)
 

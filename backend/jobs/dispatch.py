@@ -21,6 +21,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from backend.closing import tasks as closing_tasks
 from backend.compliance import engagement
 from backend.db.geo import point
 from backend.db.models import Job, Offer, PoolMembership, Technician
@@ -66,6 +67,7 @@ async def post_job(
         window_end=data.window.end,
         estimated_hours=round(hours, 3),
         pay=msgspec.to_builtins(data.pay) if data.pay else None,
+        tasks=closing_tasks.stored(data.tasks),
         customer=msgspec.to_builtins(data.customer),
         dispatch=msgspec.to_builtins(data.dispatch),
         # 256 bits: the customer's link must not be guessable.

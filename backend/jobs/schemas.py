@@ -6,10 +6,25 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from backend.closing.money import Hours
+from backend.closing.pay import Pay
+from backend.closing.schemas import ExpenseOut, PayableOut
+from backend.closing.tasks import TaskOut, Tasks
 from backend.schemas import AwareDatetime, LatLon
 from backend.technicians.schemas import Skills, Tier
 
-JobStatus = Literal["open", "offering", "assigned", "en_route", "on_site", "completed", "cancelled", "unfilled"]
+JobStatus = Literal[
+    "open",
+    "offering",
+    "assigned",
+    "en_route",
+    "on_site",
+    "completed",
+    "approved",
+    "incomplete",
+    "cancelled",
+    "unfilled",
+]
 OfferStatus = Literal["pending", "accepted", "declined", "expired", "withdrawn"]
 Text200 = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=r"\S")]
 
@@ -17,11 +32,6 @@ Text200 = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=r"\S
 class Window(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     start: AwareDatetime
     end: AwareDatetime
-
-
-class Pay(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    amount: Annotated[float, msgspec.Meta(ge=0, le=1_000_000)]
-    currency: Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{3}$", description="ISO 4217 code, e.g. EUR")]
 
 
 class Customer(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -58,6 +68,7 @@ class JobCreate(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     pay: Pay | None = None
     dispatch: Dispatch = msgspec.field(default_factory=Dispatch)
     estimated_hours: Annotated[float, msgspec.Meta(gt=0, le=336)] | None = None
+    tasks: Tasks | None = None
 
 
 class AssignBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -109,6 +120,13 @@ class JobOut(msgspec.Struct):
     external_ref: str | None = None
     address: str | None = None
     pay: Pay | None = None
+    tasks: list[TaskOut] = []
+    hours: Hours | None = None
+    """Worked hours: the sum of on-site time (check-in → complete, for each visit), to 0.01 h; null before a visit."""
+    expenses: list[ExpenseOut] = []
+    payable: PayableOut | None = None
+    approved_at: datetime | None = None
+    template_id: uuid.UUID | None = None
     offers: list[OfferOut] | None = None
     events: list[EventOut] | None = None
 
@@ -170,3 +188,7 @@ class TechnicianJob(msgspec.Struct):
     description: str | None = None
     address: str | None = None
     pay: Pay | None = None
+    tasks: list[TaskOut] = []
+    hours: Hours | None = None
+    expenses: list[ExpenseOut] = []
+    payable: PayableOut | None = None

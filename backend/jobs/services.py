@@ -10,6 +10,7 @@ import msgspec
 from sqlalchemy import func, select, text, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from backend.closing import reads
 from backend.db.geo import lat_of, lon_of
 from backend.db.models import Job, JobEvent, Offer, Technician
 from backend.errors import BadRequest, NotFound
@@ -141,8 +142,11 @@ def _out(row, technician: TechnicianRef | None, offers=None, events=None) -> Job
         created_at=job.created_at,
         description=job.description,
         external_ref=job.external_ref,
+        approved_at=job.approved_at,
+        template_id=job.template_id,
         offers=offers,
         events=events,
+        **reads.fields(row),
     )
 
 
@@ -189,11 +193,14 @@ async def read(org_id: uuid.UUID, job_id: uuid.UUID, *, session: AsyncSession) -
     """The job with its assignee, offers and timeline, in one round trip."""
     row = (
         await session.execute(
-            select(
-                *job_columns(),
-                Technician.name.label("technician_name"),
-                _OFFERS.label("offers"),
-                _EVENTS.label("events"),
+            reads.with_payable(
+                select(
+                    *job_columns(),
+                    Technician.name.label("technician_name"),
+                    _OFFERS.label("offers"),
+                    _EVENTS.label("events"),
+                    *reads.columns(),
+                )
             )
             .outerjoin(Technician, Technician.id == Job.technician_id)
             .where(Job.id == job_id, Job.org_id == org_id)
@@ -246,7 +253,7 @@ async def list_jobs(
     org_id: uuid.UUID, *, status: str | None, limit: int, cursor: str | None, session: AsyncSession
 ) -> Page[JobOut]:
     query = (
-        select(*job_columns(), Technician.name.label("technician_name"))
+        reads.with_payable(select(*job_columns(), Technician.name.label("technician_name"), *reads.columns()))
         .outerjoin(Technician, Technician.id == Job.technician_id)
         .where(Job.org_id == org_id)
     )
@@ -273,18 +280,20 @@ def _technician_job(row) -> TechnicianJob:
         status=job.status,
         customer=msgspec.convert(job.customer, Customer),
         description=job.description,
+        **reads.fields(row),
     )
 
 
 async def technician_view(job_id: uuid.UUID, *, session: AsyncSession) -> TechnicianJob:
-    return _technician_job(await load_any(job_id, session=session))
+    query = reads.with_payable(select(*job_columns(), *reads.columns())).where(Job.id == job_id)
+    return _technician_job((await session.execute(query.execution_options(populate_existing=True))).first())
 
 
 async def technician_jobs(
     technician_id: uuid.UUID, *, limit: int, cursor: str | None, session: AsyncSession
 ) -> Page[TechnicianJob]:
     """Most recent window first."""
-    query = select(*job_columns()).where(Job.technician_id == technician_id)
+    query = reads.with_payable(select(*job_columns(), *reads.columns())).where(Job.technician_id == technician_id)
     if cursor:
         query = query.where(tuple_(Job.window_start, Job.id) < decode_cursor(cursor))
     rows, next_cursor = page_of(

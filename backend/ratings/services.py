@@ -26,6 +26,7 @@ from backend.db.models import Job, JobRating, PoolMembership
 from backend.errors import Conflict, NotFound
 from backend.ratings.schemas import JobRatings, PostedRating, RatingBody, RatingOut, Side
 from matching.curation import bayesian_rating
+from matching.lifecycle import DONE
 
 WINDOW = timedelta(days=14)
 NOT_YOURS = "no such job in this organisation or assigned to you"
@@ -59,7 +60,7 @@ async def rate(
     """Store this side's rating; when the other side has rated already, release both. NotFound when the job is
     not this party's, Conflict when it is not completed, the window has closed or this side has rated."""
     job = await _job(job_id, side, party_id, session, lock=True)
-    if job.status != "completed":
+    if job.status not in DONE:
         raise Conflict(f"only a completed job can be rated; this one is {job.status}")
     closes_at = window_closes_at(job.completed_at)
     if now >= closes_at:

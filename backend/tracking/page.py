@@ -34,6 +34,8 @@ WORDING = {
         "en_route": "{name} is on the way",
         "on_site": "{name} has arrived",
         "completed": "Your visit is complete",
+        "approved": "Your visit is complete",
+        "incomplete": "Your visit is complete",
         "cancelled": "This visit was cancelled",
     },
     "someone": "Your technician",

@@ -18,11 +18,11 @@ from backend.jobs.schemas import Window
 from backend.schemas import Position
 from backend.tracking.eta import Point, Router, great_circle_m
 from backend.tracking.schemas import TrackedTechnician, TrackingView
-from matching.lifecycle import ACTIVE, CLOSED, LOCATED, JobStatus
+from matching.lifecycle import ACTIVE, CLOSED, DONE, LOCATED
 
 # The customer learns who is coming once the job is assigned, and sees where they are only on the way
 # and on site.
-NAMED = ACTIVE | {JobStatus.COMPLETED}
+NAMED = ACTIVE | DONE
 # API.md: the link answers 404 once the job has been completed or cancelled for more than 24 h.
 LINK_LIFETIME_AFTER_CLOSING = timedelta(hours=24)
 # Two pings further apart than this say little about how fast the technician is going now.

@@ -1,0 +1,1 @@
+"""Closing the work (API.md): pay terms, tasks and attachments as proof of work, expenses, approval, payables."""
