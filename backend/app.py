@@ -87,7 +87,12 @@ async def _resources(app: Litestar) -> AsyncIterator[None]:
     try:
         async with queue.open_async():
             if sender is not None:
-                runtime = Runtime(sessionmaker=app.state.sessionmaker, sender=sender, tracking=settings.tracking)
+                runtime = Runtime(
+                    sessionmaker=app.state.sessionmaker,
+                    sender=sender,
+                    tracking=settings.tracking,
+                    matching=settings.matching,
+                )
                 worker = asyncio.create_task(
                     run_supervised_worker(queue, additional_context={"runtime": runtime}, **WORKER_OPTIONS),
                     name="queue-worker",

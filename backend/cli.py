@@ -111,7 +111,12 @@ def cmd_worker(args: argparse.Namespace) -> None:
         queue = make_queue(url)
         try:
             async with queue.open_async():
-                runtime = Runtime(sessionmaker=make_sessionmaker(engine), sender=sender, tracking=settings.tracking)
+                runtime = Runtime(
+                    sessionmaker=make_sessionmaker(engine),
+                    sender=sender,
+                    tracking=settings.tracking,
+                    matching=settings.matching,
+                )
                 # Restarted after a database outage, like the worker inside the server process.
                 await run_supervised_worker(queue, additional_context={"runtime": runtime}, **WORKER_OPTIONS)
         finally:

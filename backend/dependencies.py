@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from backend.presence.recorder import PingRecorder
 from backend.tracking.eta import Router
 from backend.tracking.live import LiveTracking
+from matching import MatchSettings
 
 Queue = NamedDependency[procrastinate.App]
 """The job queue (`queue`): dispatch defers its pushes and deadlines on it."""
@@ -24,6 +25,8 @@ Recorder = NamedDependency[PingRecorder]
 # refuses (every request would answer 500).
 EtaRouter = NamedDependency[Any]
 """The configured ETA router (`eta_router`), a `backend.tracking.eta.Router`."""
+MatchConfig = NamedDependency[MatchSettings]
+"""How candidates are ranked (`match_settings`): the ETA model configured by TRUCKROLL_ETA_*, as tracking uses it."""
 LiveHub = NamedDependency[LiveTracking]
 """The process's hub of live tracking sockets (`live_tracking`)."""
 
@@ -37,6 +40,11 @@ def providers(state: State) -> dict[str, Provide]:
     async def db_session() -> AsyncIterator[AsyncSession]:
         async with state.sessionmaker() as session:
             yield session
+
+    matching = state.settings.matching
+
+    async def match_settings() -> MatchSettings:
+        return matching
 
     async def queue() -> procrastinate.App:
         return state.queue
@@ -53,6 +61,7 @@ def providers(state: State) -> dict[str, Provide]:
     return {
         "db_session": Provide(db_session),
         "queue": Provide(queue),
+        "match_settings": Provide(match_settings),
         "ping_recorder": Provide(ping_recorder),
         "eta_router": Provide(eta_router),
         "live_tracking": Provide(live_tracking),

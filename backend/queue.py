@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from backend.db.engine import KEEPALIVES, UNAVAILABLE
 from backend.settings import TrackingSettings, libpq_url
+from matching import MatchSettings
 from notifications import PushSender
 
 log = logging.getLogger("truckroll.queue")
@@ -39,6 +40,8 @@ class Runtime:
     sessionmaker: async_sessionmaker[AsyncSession]
     sender: PushSender
     tracking: TrackingSettings = field(default_factory=TrackingSettings)
+    matching: MatchSettings = field(default_factory=MatchSettings)
+    """How a wave's candidates are ranked (`Settings.matching`)."""
 
 
 class UntilTheDatabaseAnswers(procrastinate.BaseRetryStrategy):

@@ -16,7 +16,7 @@ from typing import Any, Literal, get_args
 
 import msgspec
 
-from matching import EtaModel
+from matching import EtaModel, MatchSettings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEV_ADMIN_TOKEN = "dev-admin-token"
@@ -97,6 +97,11 @@ class Settings(msgspec.Struct, frozen=True):
     @property
     def is_production(self) -> bool:
         return self.env == "production"
+
+    @property
+    def matching(self) -> MatchSettings:
+        """How candidates are ranked: with the ETA model the tracking link uses (one model, one setting)."""
+        return MatchSettings(eta=self.tracking.eta)
 
 
 def _given(**values: Any) -> dict[str, Any]:

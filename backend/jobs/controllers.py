@@ -10,7 +10,7 @@ from litestar.params import FromPath, FromQuery, JSONBody, Parameter
 from backend.auth import org_only, technician_only
 from backend.closing import money
 from backend.db.engine import DbSession
-from backend.dependencies import Queue
+from backend.dependencies import MatchConfig, Queue
 from backend.idempotency import idempotent, step
 from backend.jobs import dispatch, onsite, services
 from backend.jobs.schemas import (
@@ -44,14 +44,21 @@ class JobController(Controller):
         ),
     )
     async def post_job(
-        self, request: Request, data: JSONBody[JobCreate], db_session: DbSession, queue: Queue
+        self,
+        request: Request,
+        data: JSONBody[JobCreate],
+        db_session: DbSession,
+        queue: Queue,
+        match_settings: MatchConfig,
     ) -> Response[JobOut]:
         now = datetime.now(UTC)
         check_new_job(data, now)
         org_id = request.user.org_id
 
         async def run() -> tuple[int, bytes]:
-            job_id = await dispatch.post_job(org_id, data, session=db_session, queue=queue, now=now)
+            job_id = await dispatch.post_job(
+                org_id, data, session=db_session, queue=queue, match_settings=match_settings, now=now
+            )
             return 201, money.encode(await services.read(org_id, job_id, session=db_session))
 
         return await idempotent(request, db_session, run)
@@ -93,6 +100,7 @@ class JobController(Controller):
         request: Request,
         job_id: FromPath[uuid.UUID],
         db_session: DbSession,
+        match_settings: MatchConfig,
         wave: Annotated[int | None, Parameter(ge=1, le=10)] = None,
         limit: Annotated[int, Parameter(ge=1, le=200)] = 10,
         explain: FromQuery[bool] = False,
@@ -104,6 +112,7 @@ class JobController(Controller):
             limit=limit,
             explain=explain,
             now=datetime.now(UTC),
+            match_settings=match_settings,
             session=db_session,
         )
 
@@ -121,13 +130,20 @@ class JobController(Controller):
         "/{job_id:uuid}/dispatch", operation_id="dispatchJob", status_code=200, summary="Start or restart dispatching"
     )
     async def dispatch(
-        self, request: Request, job_id: FromPath[uuid.UUID], db_session: DbSession, queue: Queue
+        self,
+        request: Request,
+        job_id: FromPath[uuid.UUID],
+        db_session: DbSession,
+        queue: Queue,
+        match_settings: MatchConfig,
     ) -> Response[JobOut]:
         return await self._act(
             request,
             job_id,
             db_session,
-            lambda org, now: dispatch.dispatch(org, job_id, session=db_session, queue=queue, now=now),
+            lambda org, now: dispatch.dispatch(
+                org, job_id, session=db_session, queue=queue, match_settings=match_settings, now=now
+            ),
         )
 
     @post(
@@ -144,12 +160,15 @@ class JobController(Controller):
         data: JSONBody[AssignBody],
         db_session: DbSession,
         queue: Queue,
+        match_settings: MatchConfig,
     ) -> Response[JobOut]:
         return await self._act(
             request,
             job_id,
             db_session,
-            lambda org, now: dispatch.assign(org, job_id, data.technician_id, session=db_session, queue=queue, now=now),
+            lambda org, now: dispatch.assign(
+                org, job_id, data.technician_id, session=db_session, queue=queue, match_settings=match_settings, now=now
+            ),
         )
 
     @post("/{job_id:uuid}/cancel", operation_id="cancelJob", status_code=200, summary="Cancel a job")
@@ -188,11 +207,20 @@ class TechnicianJobController(Controller):
         data: JSONBody[BackOutBody],
         db_session: DbSession,
         queue: Queue,
+        match_settings: MatchConfig,
     ) -> Response[TechnicianJob]:
         technician_id = request.user.technician_id
 
         async def action(now):
-            await dispatch.back_out(job_id, technician_id, data.reason, session=db_session, queue=queue, now=now)
+            await dispatch.back_out(
+                job_id,
+                technician_id,
+                data.reason,
+                session=db_session,
+                queue=queue,
+                match_settings=match_settings,
+                now=now,
+            )
             return await services.technician_view(job_id, session=db_session)
 
         return await step(request, db_session, action)

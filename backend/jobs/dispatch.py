@@ -32,8 +32,9 @@ from backend.jobs.schemas import JobCreate, Wave
 from backend.push import send_later
 from backend.queue import RETRY_ON_OUTAGE, defer, runtime_of, tasks
 from backend.schemas import normalize_skills
-from matching import WaveSpec, retrieval
+from matching import MatchSettings, WaveSpec, retrieval
 from matching.lifecycle import Action, JobStatus
+from matching.search import search
 from notifications.messages import JobAssigned, JobOffer, OfferWithdrawn
 
 
@@ -51,7 +52,13 @@ async def assigned_job(job_id: uuid.UUID, technician_id: uuid.UUID, session: Asy
 
 
 async def post_job(
-    org_id: uuid.UUID, data: JobCreate, *, session: AsyncSession, queue: procrastinate.App, now: datetime
+    org_id: uuid.UUID,
+    data: JobCreate,
+    *,
+    session: AsyncSession,
+    queue: procrastinate.App,
+    match_settings: MatchSettings,
+    now: datetime,
 ) -> uuid.UUID:
     hours = data.estimated_hours or (data.window.end - data.window.start).total_seconds() / 3600
     job = Job(
@@ -81,19 +88,25 @@ async def post_job(
     if data.dispatch.auto:
         # Nobody else sees the job before this transaction commits: no need to read it back or lock it.
         row = services.JobRow(job, data.location.lat, data.location.lon)
-        await _next_wave(org_id, row, session=session, queue=queue, now=now)
+        await _next_wave(org_id, row, session=session, queue=queue, now=now, match_settings=match_settings)
     return job.id
 
 
 async def dispatch(
-    org_id: uuid.UUID, job_id: uuid.UUID, *, session: AsyncSession, queue: procrastinate.App, now: datetime
+    org_id: uuid.UUID,
+    job_id: uuid.UUID,
+    *,
+    session: AsyncSession,
+    queue: procrastinate.App,
+    match_settings: MatchSettings,
+    now: datetime,
 ) -> None:
     row = await _locked(org_id, job_id, session)
     if row.Job.status == JobStatus.UNFILLED:
         row.Job.current_wave = 0  # a restart walks the waves again; earlier offerees stay excluded
     move(row.Job, Action.DISPATCH, now)
     record(session, job_id, "dispatch_started", now)
-    await _next_wave(org_id, row, session=session, queue=queue, now=now)
+    await _next_wave(org_id, row, session=session, queue=queue, now=now, match_settings=match_settings)
 
 
 async def _locked(org_id: uuid.UUID, job_id: uuid.UUID, session: AsyncSession):
@@ -103,15 +116,30 @@ async def _locked(org_id: uuid.UUID, job_id: uuid.UUID, session: AsyncSession):
     return row
 
 
-async def _next_wave(org_id: uuid.UUID, row, *, session: AsyncSession, queue: procrastinate.App, now: datetime) -> None:
+async def _next_wave(
+    org_id: uuid.UUID,
+    row,
+    *,
+    session: AsyncSession,
+    queue: procrastinate.App,
+    match_settings: MatchSettings,
+    now: datetime,
+) -> None:
     """Start the next wave that has anyone to offer the job to; with none left the job is unfilled."""
     job: Job = row.Job
     all_waves = services.waves(job)
     while job.current_wave < len(all_waves):
         job.current_wave += 1
         wave: Wave = all_waves[job.current_wave - 1]
-        result = await services.match(
-            org_id, row, services.wave_spec(wave), now, limit=wave.max_offers, session=session
+        result = await search(
+            await session.connection(),
+            org_id,
+            services.spec(row),
+            services.wave_spec(wave),
+            now,
+            limit=wave.max_offers,
+            job_hours=job.estimated_hours,
+            settings=match_settings,
         )
         await engagement.raise_alerts(org_id, job.id, engagement.passed_limits(result), now=now, session=session)
         if not result.candidates:
@@ -172,7 +200,13 @@ async def _withdraw_pending(
 
 
 async def withdraw_member_offers(
-    org_id: uuid.UUID, technician_id: uuid.UUID, *, session: AsyncSession, queue: procrastinate.App, now: datetime
+    org_id: uuid.UUID,
+    technician_id: uuid.UUID,
+    *,
+    session: AsyncSession,
+    queue: procrastinate.App,
+    match_settings: MatchSettings,
+    now: datetime,
 ) -> None:
     """A member deactivated (or leaving the pool): their pending offers of this organisation's jobs are withdrawn
     and their phones told; a wave left with nothing pending hands over to the next. Runs in the caller's
@@ -198,7 +232,9 @@ async def withdraw_member_offers(
         if ended:
             record(session, job_id, "offer_withdrawn", now, technician_id=str(technician_id), reason="inactive")
             await _tell_offers_gone(job_id, ended, session=session, queue=queue)
-            await _next_wave_if_done(row, ended[0].wave, session=session, queue=queue, now=now)
+            await _next_wave_if_done(
+                row, ended[0].wave, session=session, queue=queue, now=now, match_settings=match_settings
+            )
 
 
 async def _tell_offers_gone(job_id: uuid.UUID, offers, *, session: AsyncSession, queue: procrastinate.App) -> None:
@@ -275,6 +311,7 @@ async def decline(
     *,
     session: AsyncSession,
     queue: procrastinate.App,
+    match_settings: MatchSettings,
     now: datetime,
 ) -> None:
     offer = await session.scalar(select(Offer).where(Offer.id == offer_id, Offer.technician_id == technician_id))
@@ -289,10 +326,12 @@ async def decline(
     await tally(session, job_row.Job.org_id, [technician_id], "offers_answered")
     record(session, offer.job_id, "declined", now, technician_id=str(technician_id), wave=offer.wave, reason=reason)
     await session.flush()
-    await _next_wave_if_done(job_row, offer.wave, session=session, queue=queue, now=now)
+    await _next_wave_if_done(job_row, offer.wave, session=session, queue=queue, now=now, match_settings=match_settings)
 
 
-async def _next_wave_if_done(row, wave: int, *, session: AsyncSession, queue: procrastinate.App, now: datetime) -> None:
+async def _next_wave_if_done(
+    row, wave: int, *, session: AsyncSession, queue: procrastinate.App, match_settings: MatchSettings, now: datetime
+) -> None:
     """When the job's current wave is `wave` and none of its offers is pending any more, the next one starts."""
     job: Job = row.Job
     if job.status != JobStatus.OFFERING or job.current_wave != wave:
@@ -303,11 +342,17 @@ async def _next_wave_if_done(row, wave: int, *, session: AsyncSession, queue: pr
         .where(Offer.job_id == job.id, Offer.wave == wave, Offer.status == "pending")
     )
     if not pending:
-        await _next_wave(job.org_id, row, session=session, queue=queue, now=now)
+        await _next_wave(job.org_id, row, session=session, queue=queue, now=now, match_settings=match_settings)
 
 
 async def close_wave(
-    job_id: uuid.UUID, wave: int, *, session: AsyncSession, queue: procrastinate.App, now: datetime
+    job_id: uuid.UUID,
+    wave: int,
+    *,
+    session: AsyncSession,
+    queue: procrastinate.App,
+    match_settings: MatchSettings,
+    now: datetime,
 ) -> None:
     """A wave's deadline: its unanswered offers expire and, if the job is still waiting, the next wave starts."""
     row = await services.load_any(job_id, session=session, lock=True)
@@ -327,7 +372,7 @@ async def close_wave(
         await tally(session, job.org_id, [o.technician_id for o in expired], "offers_answered")
         record(session, job_id, "offers_expired", now, wave=wave, offers=len(expired))
         await _tell_offers_gone(job_id, expired, session=session, queue=queue)
-    await _next_wave_if_done(row, wave, session=session, queue=queue, now=now)
+    await _next_wave_if_done(row, wave, session=session, queue=queue, now=now, match_settings=match_settings)
 
 
 async def cancel(
@@ -354,6 +399,7 @@ async def assign(
     *,
     session: AsyncSession,
     queue: procrastinate.App,
+    match_settings: MatchSettings,
     now: datetime,
 ) -> None:
     """A dispatcher's direct assignment, refused with the reasons when the technician is not eligible."""
@@ -364,7 +410,18 @@ async def assign(
     # does not stand in a dispatcher's way.
     wave = WaveSpec(tiers=frozenset({"preferred", "approved"}), radius_km=500)
     await _lock_technician(technician_id, session)  # their busy windows cannot change before this commits
-    result = await services.match(org_id, row, wave, now, limit=1, explain=True, only=technician_id, session=session)
+    result = await search(
+        await session.connection(),
+        org_id,
+        services.spec(row),
+        wave,
+        now,
+        limit=1,
+        job_hours=job.estimated_hours,
+        explain=True,
+        only=technician_id,
+        settings=match_settings,
+    )
     if result.candidates:
         reasons, passed = [], result.candidates[0].over_limits
     elif result.excluded:
@@ -420,6 +477,7 @@ async def back_out(
     *,
     session: AsyncSession,
     queue: procrastinate.App,
+    match_settings: MatchSettings,
     now: datetime,
 ) -> None:
     """The assigned technician gives the job back: dispatch resumes with the next wave by itself."""
@@ -429,12 +487,16 @@ async def back_out(
     job.technician_id = None
     record(session, job_id, "backed_out", now, technician_id=str(technician_id), reason=reason)
     await tally(session, job.org_id, [technician_id], "backouts")
-    await _next_wave(job.org_id, row, session=session, queue=queue, now=now)
+    await _next_wave(job.org_id, row, session=session, queue=queue, now=now, match_settings=match_settings)
 
 
 @tasks.task(name="close_wave", queue="dispatch", pass_context=True, retry=RETRY_ON_OUTAGE)
 async def close_wave_task(context: procrastinate.JobContext, job_id: str, wave: int) -> None:
     """A wave's deadline, run by the queue at the moment its offers expire."""
-    async with runtime_of(context).sessionmaker() as session:
-        await close_wave(uuid.UUID(job_id), wave, session=session, queue=context.app, now=datetime.now(UTC))
+    runtime = runtime_of(context)
+    async with runtime.sessionmaker() as session:
+        now = datetime.now(UTC)
+        await close_wave(
+            uuid.UUID(job_id), wave, session=session, queue=context.app, match_settings=runtime.matching, now=now
+        )
         await session.commit()

@@ -33,7 +33,7 @@ from backend.jobs.schemas import (
 )
 from backend.pagination import decode_cursor, page_of
 from backend.schemas import LatLon, Page
-from matching import JobSpec, MatchResult, WaveSpec
+from matching import JobSpec, MatchSettings, WaveSpec
 from matching.search import search
 
 NO_SUCH_JOB = "no such job in this organisation"
@@ -85,33 +85,6 @@ def waves(job: Job) -> list[Wave]:
 
 def wave_spec(wave: Wave) -> WaveSpec:
     return WaveSpec(tiers=frozenset(wave.tiers), radius_km=wave.radius_km)
-
-
-async def match(
-    org_id: uuid.UUID,
-    row,
-    wave: WaveSpec,
-    now: datetime,
-    *,
-    limit: int,
-    explain: bool = False,
-    pool_size: int | None = None,
-    only: uuid.UUID | None = None,
-    session: AsyncSession,
-) -> MatchResult:
-    """`matching.search.search` for a loaded job row, until its callers make that call themselves."""
-    return await search(
-        await session.connection(),
-        org_id,
-        spec(row),
-        wave,
-        now,
-        limit=limit,
-        job_hours=row.Job.estimated_hours,
-        explain=explain,
-        pool_size=pool_size,
-        only=only,
-    )
 
 
 def _summary(row) -> dict:
@@ -226,6 +199,7 @@ async def candidates(
     limit: int,
     explain: bool,
     now: datetime,
+    match_settings: MatchSettings,
     session: AsyncSession,
 ) -> Candidates:
     """The ranked eligible technicians for the job now, under wave `wave` (default: the current wave, or the
@@ -237,8 +211,16 @@ async def candidates(
     number = wave or max(row.Job.current_wave, 1)
     if number > len(dispatch_waves):
         raise BadRequest("wave", f"this job has {len(dispatch_waves)} wave(s)", source="query")
-    result = await match(
-        org_id, row, wave_spec(dispatch_waves[number - 1]), now, limit=limit, explain=explain, session=session
+    result = await search(
+        await session.connection(),
+        org_id,
+        spec(row),
+        wave_spec(dispatch_waves[number - 1]),
+        now,
+        limit=limit,
+        job_hours=row.Job.estimated_hours,
+        explain=explain,
+        settings=match_settings,
     )
     return Candidates(
         wave=number,

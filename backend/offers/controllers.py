@@ -7,7 +7,7 @@ from litestar.params import FromPath, JSONBody
 
 from backend.auth import technician_only
 from backend.db.engine import DbSession
-from backend.dependencies import Queue
+from backend.dependencies import MatchConfig, Queue
 from backend.idempotency import step
 from backend.jobs import dispatch, services
 from backend.jobs.schemas import DeclineBody, TechnicianJob
@@ -43,13 +43,16 @@ class OfferController(Controller):
         offer_id: FromPath[uuid.UUID],
         db_session: DbSession,
         queue: Queue,
+        match_settings: MatchConfig,
         data: JSONBody[DeclineBody | None] = None,
     ) -> Response[dict]:
         technician_id = request.user.technician_id
         reason = data.reason if data else None
 
         async def action(now):
-            await dispatch.decline(offer_id, technician_id, reason, session=db_session, queue=queue, now=now)
+            await dispatch.decline(
+                offer_id, technician_id, reason, session=db_session, queue=queue, match_settings=match_settings, now=now
+            )
             return {"id": str(offer_id), "status": "declined"}
 
         return await step(request, db_session, action)

@@ -8,7 +8,7 @@ from litestar.params import FromPath, FromQuery, JSONBody
 
 from backend.auth import org_only
 from backend.db.engine import DbSession
-from backend.dependencies import Queue
+from backend.dependencies import MatchConfig, Queue
 from backend.idempotency import step
 from backend.pagination import Cursor, Limit
 from backend.schemas import Page
@@ -73,7 +73,14 @@ class TechnicianController(Controller):
         data: JSONBody[TechnicianUpdate],
         db_session: DbSession,
         queue: Queue,
+        match_settings: MatchConfig,
     ) -> TechnicianOut:
         return await services.update(
-            request.user.org_id, technician_id, data, session=db_session, queue=queue, now=datetime.now(UTC)
+            request.user.org_id,
+            technician_id,
+            data,
+            session=db_session,
+            queue=queue,
+            match_settings=match_settings,
+            now=datetime.now(UTC),
         )

@@ -19,6 +19,7 @@ from backend.pagination import decode_cursor, page_of
 from backend.ratings.services import shown_rating
 from backend.schemas import LatLon, Page, Position, normalize_skills
 from backend.technicians.schemas import TechnicianCreate, TechnicianOut, TechnicianUpdate
+from matching import MatchSettings
 from matching.curation import COUNTERS, reliability
 
 RELIABILITY_COUNTERS = tuple(getattr(PoolMembership, counter) for counter in COUNTERS)
@@ -130,6 +131,7 @@ async def update(
     *,
     session: AsyncSession,
     queue: procrastinate.App,
+    match_settings: MatchSettings,
     now: datetime,
 ) -> TechnicianOut:
     """Change this organisation's view of a member. Deactivating withdraws their pending offers of its jobs (an
@@ -144,7 +146,9 @@ async def update(
     for field, value in changes.items():
         setattr(membership, field, value)
     if deactivated:
-        await dispatch.withdraw_member_offers(org_id, technician_id, session=session, queue=queue, now=now)
+        await dispatch.withdraw_member_offers(
+            org_id, technician_id, session=session, queue=queue, match_settings=match_settings, now=now
+        )
     await session.commit()
     return await get(org_id, technician_id, session=session)
 
