@@ -2,8 +2,9 @@
 
 The error answers are derived once, here, from what each route is made of rather than written on every
 controller: a credential check answers 401 (and 503 when the database or Firebase is down), a guard 403, a path
-parameter 404, a JSON body 400/413/415/422, a POST 409 and 422 (a state conflict, an `Idempotency-Key` still
-running or reused with another body), a rate limit 429, the database 503. Each carries the one error body,
+parameter 404, any parameter 400, a JSON body 400/413/415/422, a POST 400/409/413/422 (a state conflict; an
+`Idempotency-Key` malformed, still running or reused with another body, its fingerprint reading the body), a rate
+limit 429, the database 503. Each carries the one error body,
 `ErrorBody`. A status a route's author documented with its own body (the tracking link's HTML pages) is kept.
 And a body that refuses unknown fields says so (`ClosedStructs`).
 
