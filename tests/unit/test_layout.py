@@ -33,6 +33,10 @@ def test_core_packages_do_not_import_the_web_layer(package: str) -> None:
     assert [(f, n) for f, n in _imports(package) if n in ("backend", "litestar")] == []
 
 
+def test_the_simulator_is_a_client_of_the_http_api_only() -> None:
+    assert [(f, n) for f, n in _imports("simulator") if n in ("backend", "litestar", "sqlalchemy", "psycopg")] == []
+
+
 def test_only_the_fcm_sender_imports_firebase_admin() -> None:
     importers = {f for f, n in _imports("notifications") if n == "firebase_admin"}
     assert importers == {"notifications/fcm.py"}
