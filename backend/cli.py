@@ -90,16 +90,16 @@ def cmd_stop(args: argparse.Namespace) -> None:
 
 def cmd_worker(args: argparse.Namespace) -> None:
     """Run the job queue (offer deadlines, push delivery) in its own process."""
-    import logging
 
     from backend.db.engine import make_engine, make_sessionmaker
+    from backend.observability import configure_logging
     from backend.push import make_sender
     from backend.queue import WORKER_OPTIONS, Runtime, run_supervised_worker
     from backend.tasks import make_queue
 
     settings = _settings()
     url = _database_url(settings)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(settings.server.log_format)  # as the server logs: json in production
 
     async def run() -> None:
         # SIGTERM (a service manager stopping it) ends it as gracefully as Ctrl-C: cancelling lets the
