@@ -60,7 +60,7 @@ member_strategy = st.fixed_dictionaries(
         "skills": st.one_of(st.just(set(SKILLS)), st.sets(st.sampled_from(SKILLS))),
         "service_radius_km": st.sampled_from([5.0, 30.0, 60.0, 60.0]),
         "speed_mps": st.one_of(st.none(), st.sampled_from([0.0, 0.5, 5.0, 14.0])),
-        "busy": mostly(False),
+        "busy": st.sampled_from([False, False, False, True, "ends_at_start", "starts_at_end"]),
         "offered": mostly(False),
         "other_org": mostly(False),
         # Credentials: mostly every kind valid, some records drawn on top. An expiry is in seconds from the
@@ -283,7 +283,11 @@ def _store(
                 )
         busy_windows: tuple = ()
         if m["busy"]:
-            window = (job["start"] + timedelta(minutes=30 * (i % 3 - 1)), job["end"] + timedelta(hours=i % 2))
+            window = {
+                # Windows that only touch the job's do not overlap it: the member is free.
+                "ends_at_start": (job["start"] - timedelta(hours=2), job["start"]),
+                "starts_at_end": (job["end"], job["end"] + timedelta(hours=2)),
+            }.get(m["busy"], (job["start"] + timedelta(minutes=30 * (i % 3 - 1)), job["end"] + timedelta(hours=i % 2)))
             conn.execute(
                 "INSERT INTO jobs (id, org_id, status, title, location, window_start, window_end, estimated_hours,"
                 " customer, dispatch, tracking_token, technician_id) VALUES (%s, %s, 'assigned', 'other',"
@@ -621,3 +625,48 @@ def test_the_walk_uses_the_gist_indexes(conn) -> None:
             app.execute(sql, params, prepare=True)
             assert f"Index Scan using {index}" in plans[-1], plans
     conn.execute(f"TRUNCATE {TABLES} CASCADE")
+
+
+def test_the_edges_are_the_same_in_sql_and_in_the_rules(conn, migrated) -> None:
+    """A live position exactly 10 minutes old is fresh, a second older stale; a job that ends as this one starts,
+    or starts as it ends, does not make a member busy. The walk and explain (SQL) agree with the rules (Python)."""
+    conn.execute(f"TRUNCATE {TABLES} CASCADE")
+    base = {
+        "home": (1, 1),
+        "live": (1, 1),
+        "age_s": 0,
+        "on_duty": True,
+        "active": True,
+        "tier": "preferred",
+        "skills": {"hvac"},
+        "service_radius_km": 30.0,
+        "speed_mps": None,
+        "busy": False,
+        "offered": False,
+        "other_org": False,
+        "good_standing": True,
+        "good_until_s": None,
+        "credentials": {},
+        "credentialed_elsewhere": False,
+    }
+    members = [
+        {**base, "age_s": 600},
+        {**base, "age_s": 601},
+        {**base, "busy": "ends_at_start"},
+        {**base, "busy": "starts_at_end"},
+        {**base, "busy": True},
+    ]
+    start = NOW + timedelta(minutes=30)  # ASAP: live positions count
+    job = {"skills": {"hvac"}, "start": start, "end": start + timedelta(hours=2)}
+    org, spec, snapshots = _store(conn, members, job)
+    wave = WaveSpec(tiers=frozenset({"preferred"}), radius_km=20)
+    ids = [m.technician_id for m in snapshots]
+
+    got = _match(migrated, org, spec, wave, limit=10, explain=True)
+    walked = _match(migrated, org, spec, wave, limit=10)
+    expected = evaluate(spec, wave, snapshots, NOW, limit=10, explain=True)
+
+    chosen = {c.technician_id for c in got.candidates}
+    assert chosen == {ids[0], ids[2], ids[3]}
+    assert {c.technician_id for c in walked.candidates} == chosen == {c.technician_id for c in expected.candidates}
+    assert {e.technician_id: e.reasons for e in got.excluded} == {ids[1]: ["stale_location"], ids[4]: ["busy"]}
