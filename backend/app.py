@@ -19,7 +19,15 @@ from litestar.openapi.spec import Components, SecurityScheme
 from litestar.types import ControllerRouterHandler
 
 from backend.auth import PUBLIC_PATHS, AuthMiddleware, IdTokenVerifier, ServiceUnavailable
+from backend.closing.controllers import (
+    ApprovalController,
+    OrgSettingsController,
+    PayableController,
+    ProofOfWorkController,
+    export_payables,
+)
 from backend.closing.money import JsonResponse
+from backend.closing.storage import attachment_store
 from backend.compliance.controllers import (
     ComplianceController,
     CredentialController,
@@ -137,11 +145,16 @@ def create_app(
             TechnicianJobController,
             RatingController,
             OfferController,
+            ProofOfWorkController,
+            ApprovalController,
+            PayableController,
+            export_payables,
+            OrgSettingsController,
             tracking_router(settings.tracking),
             *extra_route_handlers,
         ],
         state=state,
-        lifespan=[_resources, eta_router, live_tracking],
+        lifespan=[_resources, eta_router, live_tracking, attachment_store],
         dependencies=providers(state),
         middleware=[DefineMiddleware(AuthMiddleware, exclude=[f"^{p}" for p in PUBLIC_PATHS])],
         exception_handlers={

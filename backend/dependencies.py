@@ -10,7 +10,7 @@ from typing import Any
 import procrastinate
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from backend.presence.recorder import PingRecorder
 from backend.tracking.eta import Router
@@ -29,6 +29,12 @@ MatchConfig = NamedDependency[MatchSettings]
 """How candidates are ranked (`match_settings`): the ETA model configured by TRUCKROLL_ETA_*, as tracking uses it."""
 LiveHub = NamedDependency[LiveTracking]
 """The process's hub of live tracking sockets (`live_tracking`)."""
+# Any: obstore's store classes are several, with no common base to check against.
+AttachmentStore = NamedDependency[Any]
+"""The object store of attachments' bytes (`attachment_store`), an obstore store (backend.closing.storage)."""
+Sessions = NamedDependency[async_sessionmaker]
+"""Sessions that outlive the handler (`sessionmaker`): for a streamed answer read while it is sent (the request's
+`db_session` is closed when the handler returns, before the body is sent)."""
 
 
 def providers(state: State) -> dict[str, Provide]:
@@ -58,6 +64,12 @@ def providers(state: State) -> dict[str, Provide]:
     async def live_tracking() -> LiveTracking:
         return state.live_tracking
 
+    async def attachment_store() -> Any:
+        return state.attachment_store
+
+    async def sessionmaker() -> async_sessionmaker:
+        return state.sessionmaker
+
     return {
         "db_session": Provide(db_session),
         "queue": Provide(queue),
@@ -65,4 +77,6 @@ def providers(state: State) -> dict[str, Provide]:
         "ping_recorder": Provide(ping_recorder),
         "eta_router": Provide(eta_router),
         "live_tracking": Provide(live_tracking),
+        "attachment_store": Provide(attachment_store),
+        "sessionmaker": Provide(sessionmaker),
     }

@@ -40,6 +40,12 @@ class Conflict(DomainError):
     status_code = 409
 
 
+class UnsupportedMediaType(DomainError):
+    """A body whose type is not one the route takes, or not the type it claims to be; answered with 415."""
+
+    status_code = 415
+
+
 class Invalid(DomainError):
     """A value the caller sent is not acceptable; answered with 422 naming the field (`field: message`).
 

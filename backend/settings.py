@@ -85,6 +85,15 @@ class TrackingSettings(msgspec.Struct, frozen=True):
     """Raw ping history older than this is purged (the latest position on the technician row stays)."""
 
 
+class StorageSettings(msgspec.Struct, frozen=True):
+    """Where attachments' bytes are kept: an object store (obstore) named by a URL."""
+
+    url: str = (REPO_ROOT / ".truckroll" / "attachments").as_uri()
+    """`file:///dir` (local disk; the development default is under .truckroll/) or `s3://bucket/prefix`, whose
+    credentials, region and endpoint come from the standard AWS_* variables (AWS_ENDPOINT_URL for an
+    S3-compatible service, AWS_ALLOW_HTTP=true for a plain-HTTP one)."""
+
+
 class Settings(msgspec.Struct, frozen=True):
     env: Env
     database: DatabaseSettings
@@ -93,6 +102,7 @@ class Settings(msgspec.Struct, frozen=True):
     push: PushSettings
     worker: WorkerSettings = WorkerSettings()
     tracking: TrackingSettings = TrackingSettings()
+    storage: StorageSettings = StorageSettings()
 
     @property
     def is_production(self) -> bool:
@@ -261,7 +271,11 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             ping_retention_days=_int(environ, "TRUCKROLL_PING_RETENTION_DAYS", 1, 3650),
         )
     )
+    storage_url = environ.get("TRUCKROLL_STORAGE_URL") or None
+    if storage_url and not re.fullmatch(r"(file:///|s3://[^/\s]+)\S*", storage_url):
+        raise SettingsError(f"TRUCKROLL_STORAGE_URL: expected file:///dir or s3://bucket/prefix, got {storage_url!r}")
     return Settings(
+        storage=StorageSettings(**_given(url=storage_url)),
         tracking=tracking,
         worker=worker,
         env=env,  # type: ignore[arg-type]

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 import procrastinate
 
 from backend import push
+from backend.closing import approval
 from backend.compliance.services import raise_credential_alerts
 from backend.idempotency import RETENTION as IDEMPOTENCY_RETENTION
 from backend.idempotency import purge_expired as purge_idempotency_keys
@@ -23,7 +24,7 @@ from backend.tracking.services import purge_pings
 log = logging.getLogger("truckroll.tasks")
 
 # The modules whose tasks the queue runs besides these (importing them declares their tasks).
-TASK_MODULES = (dispatch, push)
+TASK_MODULES = (dispatch, push, approval)
 
 
 def make_queue(sqlalchemy_url: str) -> procrastinate.App:

@@ -120,4 +120,17 @@ class JobAssigned(_Notice, frozen=True, tag="job_assigned"):
         return f"Job assigned: {self.title}", f"On site {self.window_start:%a %d %b %H:%M} UTC"
 
 
-Notice = JobOffer | OfferWithdrawn | JobAssigned
+class JobIncomplete(_Notice, frozen=True, tag="job_incomplete"):
+    """The organisation sent the work back: visible, so that the technician learns what is missing."""
+
+    title: str
+    reason: str
+
+    def data(self) -> dict[str, str]:
+        return {"type": "job_incomplete", "job_id": self.job_id}
+
+    def text(self) -> tuple[str | None, str | None]:
+        return f"Sent back: {self.title}", self.reason[:200]
+
+
+Notice = JobOffer | OfferWithdrawn | JobAssigned | JobIncomplete

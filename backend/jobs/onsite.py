@@ -3,6 +3,10 @@
 assigned → en_route → on_site → completed, as the lifecycle's table allows (`matching.lifecycle`). Each
 step locks the job row, is allowed only to the assigned technician (anyone else is told there is no such
 job) and only from the right state, and is recorded on the job's timeline in the same transaction.
+
+Each check-in starts a visit (`JobVisit`) and the completion that follows ends it: worked hours are the sum of
+the visits. A job sent back (`incomplete`) is completed again, after a new visit or without one; the reliability
+counters count a job's first check-in and first completion only.
 """
 
 from __future__ import annotations
@@ -12,11 +16,14 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 import msgspec
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from backend.db.models import Job
+from backend.closing.tasks import missing
+from backend.db.models import Job, JobVisit
+from backend.errors import Conflict
 from backend.jobs.dispatch import assigned_job
-from backend.jobs.lifecycle import move, record, tally
+from backend.jobs.lifecycle import move, record, require, tally
 from backend.jobs.schemas import TechnicianJob
 from backend.schemas import Latitude, Longitude
 from backend.tracking.eta import Point, great_circle_m
@@ -75,10 +82,13 @@ async def check_in(
     job: Job = row.Job
     move(job, Action.CHECK_IN, now)
     verdict, distance, radius = geofence(Point(row.lat, row.lon), Point(data.lat, data.lon), data.accuracy_m)
+    first_visit = job.checked_in_at is None
     job.checked_in_at = now
-    # On time: by the end of the window (arriving early is no fault).
-    on_time = ("on_time_check_ins",) if now <= job.window_end else ()
-    await tally(session, job.org_id, [technician_id], "check_ins", *on_time)
+    session.add(JobVisit(job_id=job_id, technician_id=technician_id, checked_in_at=now))
+    if first_visit:
+        # On time: by the end of the window (arriving early is no fault). A return visit is not an arrival.
+        on_time = ("on_time_check_ins",) if now <= job.window_end else ()
+        await tally(session, job.org_id, [technician_id], "check_ins", *on_time)
     record(
         session,
         job_id,
@@ -109,9 +119,18 @@ async def check_in(
 async def complete(
     job_id: uuid.UUID, technician_id: uuid.UUID, notes: str | None, *, session: AsyncSession, now: datetime
 ) -> None:
+    """409 with `missing_tasks` while a required task is not done."""
     row = await assigned_job(job_id, technician_id, session)
     job: Job = row.Job
+    require(job, Action.COMPLETE)
+    if keys := missing(job.tasks):
+        raise Conflict(f"required tasks are not done: {', '.join(keys)}", missing_tasks=keys)
     move(job, Action.COMPLETE, now)
+    first_completion = job.completed_at is None
     job.completed_at = now
-    await tally(session, job.org_id, [technician_id], "completions")
+    await session.execute(
+        update(JobVisit).where(JobVisit.job_id == job_id, JobVisit.completed_at.is_(None)).values(completed_at=now)
+    )
+    if first_completion:
+        await tally(session, job.org_id, [technician_id], "completions")
     record(session, job_id, "completed", now, technician_id=str(technician_id), notes=notes)

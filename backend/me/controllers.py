@@ -5,12 +5,15 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from litestar import Controller, Request, delete, get, post, put
-from litestar.params import FromPath, JSONBody
+from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.status_codes import HTTP_202_ACCEPTED
 
 from backend.auth import technician_only
+from backend.closing import payables
+from backend.closing.schemas import Earning
 from backend.db.engine import DbSession
 from backend.dependencies import Recorder
+from backend.errors import BadRequest
 from backend.jobs import services as job_services
 from backend.jobs.schemas import MyOffer, TechnicianJob
 from backend.pagination import Cursor, Limit
@@ -65,6 +68,29 @@ class MeController(Controller):
     async def offers(self, request: Request, db_session: DbSession) -> Page[MyOffer]:
         items = await job_services.pending_offers(request.user.technician_id, datetime.now(UTC), session=db_session)
         return Page(items=items, next_cursor=None)
+
+    @get(
+        "/earnings",
+        operation_id="getMyEarnings",
+        summary="My payables across every organisation",
+        description=(
+            "Each payable with the name of the organisation that owes it, in the order of approval (oldest first); "
+            "`since` (inclusive, with an offset) filters on `approved_at`."
+        ),
+    )
+    async def earnings(
+        self,
+        request: Request,
+        db_session: DbSession,
+        since: FromQuery[datetime | None] = None,
+        limit: Limit = 50,
+        cursor: Cursor = None,
+    ) -> Page[Earning]:
+        if since is not None and since.tzinfo is None:
+            raise BadRequest("since", "needs a time zone offset", source="query")
+        return await payables.earnings(
+            request.user.technician_id, since=since, limit=limit, cursor=cursor, session=db_session
+        )
 
     @get("/jobs", operation_id="getMyJobs", summary="The jobs assigned to me, most recent window first")
     async def jobs(
