@@ -52,6 +52,7 @@ from backend.ratings.controllers import RatingController
 from backend.settings import Settings, libpq_url, load_settings
 from backend.tasks import make_queue
 from backend.technicians.controllers import TechnicianController
+from backend.templates.controllers import JobTemplateController
 from backend.tracking.controllers import eta_router, tracking_router
 from backend.tracking.live import live_tracking
 
@@ -150,6 +151,7 @@ def create_app(
             PayableController,
             export_payables,
             OrgSettingsController,
+            JobTemplateController,
             tracking_router(settings.tracking),
             *extra_route_handlers,
         ],

@@ -26,6 +26,7 @@ from backend.jobs.schemas import (
 from backend.jobs.validation import check_new_job
 from backend.pagination import Cursor, Limit
 from backend.schemas import Page
+from backend.templates import services as templates
 
 
 class JobController(Controller):
@@ -39,6 +40,10 @@ class JobController(Controller):
         summary="Post a job (and, unless dispatch.auto is false, start offering it)",
         description=(
             "Honours `Idempotency-Key`. Default dispatch: one wave, both tiers, 50 km, 10 offers, 120 s. "
+            "`template_id` starts from a job template (404 for another organisation's): each field given replaces "
+            "the template's, lists included; `title` and `skills` come from one or the other (400 naming them). "
+            "`pay` is fixed, hourly or blended (422 naming a field its type does not use or needs and lacks, or an "
+            "amount with more than 2 decimals); `tasks` (≤ 50) get keys t1, t2 … by default. "
             "`estimated_hours` defaults to the window's length. 400/422 name the bad field: window end before "
             "start or in the past, repeated tiers, out-of-range values."
         ),
@@ -52,8 +57,9 @@ class JobController(Controller):
         match_settings: MatchConfig,
     ) -> Response[JobOut]:
         now = datetime.now(UTC)
-        check_new_job(data, now)
         org_id = request.user.org_id
+        data = await templates.job_from(org_id, data, session=db_session)
+        check_new_job(data, now)
 
         async def run() -> tuple[int, bytes]:
             job_id = await dispatch.post_job(

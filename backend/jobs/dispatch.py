@@ -75,6 +75,7 @@ async def post_job(
         estimated_hours=round(hours, 3),
         pay=msgspec.to_builtins(data.pay) if data.pay else None,
         tasks=closing_tasks.stored(data.tasks),
+        template_id=data.template_id,
         customer=msgspec.to_builtins(data.customer),
         dispatch=msgspec.to_builtins(data.dispatch),
         # 256 bits: the customer's link must not be guessable.

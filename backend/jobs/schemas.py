@@ -57,18 +57,23 @@ class Dispatch(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class JobCreate(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    title: Text200
-    skills: Skills
     location: LatLon
     window: Window
     customer: Customer
+    title: Text200 | None = None
+    """Required, unless the job's template gives it."""
+    skills: Skills | None = None
+    """Required, unless the job's template gives it."""
     description: Annotated[str, msgspec.Meta(max_length=10_000)] | None = None
     external_ref: Annotated[str, msgspec.Meta(max_length=200)] | None = None
     address: Annotated[str, msgspec.Meta(max_length=500)] | None = None
     pay: Pay | None = None
-    dispatch: Dispatch = msgspec.field(default_factory=Dispatch)
+    dispatch: Dispatch | None = None
+    """Default: one wave, both tiers, 50 km, 10 offers, 120 s (or the template's)."""
     estimated_hours: Annotated[float, msgspec.Meta(gt=0, le=336)] | None = None
     tasks: Tasks | None = None
+    template_id: uuid.UUID | None = None
+    """Start from this job template: each field given here replaces the template's."""
 
 
 class AssignBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

@@ -1,0 +1,1 @@
+"""Job templates: an organisation's starting points for the jobs it posts again and again."""
