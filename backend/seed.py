@@ -14,18 +14,33 @@ from __future__ import annotations
 import math
 import random
 import secrets
+import uuid
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import msgspec
 from sqlalchemy import delete, insert, select, update
 
 from backend.auth import hash_api_key
+from backend.closing.pay import Pay, settle
 from backend.compliance import engagement
 from backend.compliance import services as compliance
 from backend.compliance.schemas import CredentialPut, EngagementPolicyIn, Requirements
 from backend.db.engine import make_engine, make_sessionmaker
 from backend.db.geo import point
-from backend.db.models import ApiKey, Credential, Job, JobRating, Organization, PoolMembership, Technician
+from backend.db.models import (
+    ApiKey,
+    Credential,
+    Job,
+    JobEvent,
+    JobRating,
+    JobTemplate,
+    JobVisit,
+    Organization,
+    Payable,
+    PoolMembership,
+    Technician,
+)
 from backend.jobs.schemas import Dispatch
 from backend.orgs import services as orgs
 from backend.schemas import LatLon
@@ -131,6 +146,7 @@ async def _lay_down_past(org_id, ids: list, now: datetime, session) -> None:
                     .returning(Job.id)
                 )
             ).scalar_one()
+            session.add(JobVisit(job_id=job_id, technician_id=technician_id, checked_in_at=start, completed_at=end))
             await session.execute(
                 insert(JobRating).values(
                     job_id=job_id,
@@ -158,6 +174,145 @@ async def _lay_down_past(org_id, ids: list, now: datetime, session) -> None:
                 completions=done,
             )
         )
+
+
+CLOSING = "demo-closing"  # external_ref of the demo's jobs of closing the work
+TEMPLATE = {
+    "title": "Annual boiler service",
+    "description": "Service, flue gas reading, safety check.",
+    "skills": ["hvac"],
+    "estimated_hours": 2.0,
+    "pay": {"type": "hourly", "currency": "EUR", "rate": "48.50", "max_hours": "4", "max_expenses": "60"},
+    "tasks": [
+        {"type": "checkbox", "label": "Flue gas reading within limits", "required": True},
+        {"key": "photo", "type": "photo", "label": "Photo of the service label", "required": True},
+        {"key": "signature", "type": "signature", "label": "Customer's signature", "required": False},
+    ],
+}
+# (technician index, days ago, hours on site, pay terms, expenses, approved_by, paid reference)
+CLOSED_JOBS = [
+    (
+        0,
+        12,
+        2.5,
+        {"type": "hourly", "currency": "EUR", "rate": "48.50", "max_hours": "4"},
+        ["18.40"],
+        "organisation",
+        "SEPA-2026-0412",
+    ),
+    (2, 10, 1.25, {"type": "fixed", "currency": "EUR", "amount": "95.00"}, [], "auto", None),
+    (
+        4,
+        9,
+        5.0,
+        {
+            "type": "blended",
+            "currency": "EUR",
+            "amount": "120.00",
+            "fixed_hours": "2",
+            "rate": "45.00",
+            "max_hours": "4",
+            "max_expenses": "30",
+        },
+        ["22.00", "14.90"],
+        "organisation",
+        None,
+    ),
+]
+
+
+async def _lay_down_closing(org_id, ids: list, now: datetime, session) -> None:
+    """A job template, three approved jobs with their payables (one paid) and one job sent back as incomplete."""
+    await session.execute(delete(Job).where(Job.org_id == org_id, Job.external_ref == CLOSING))
+    await session.execute(delete(JobTemplate).where(JobTemplate.org_id == org_id, JobTemplate.name == "Boiler service"))
+    session.add(JobTemplate(org_id=org_id, name="Boiler service", fields=TEMPLATE, created_at=now, updated_at=now))
+
+    def job(technician_id, status: str, start: datetime, hours: float, pay: dict, tasks: list) -> Job:
+        end = start + timedelta(hours=hours)
+        return Job(
+            id=uuid.uuid4(),
+            org_id=org_id,
+            status=status,
+            title="Annual boiler service",
+            external_ref=CLOSING,
+            location=point(*CITY),
+            address="Karl-Marx-Allee 90, Berlin",
+            window_start=start,
+            window_end=start + timedelta(hours=4),
+            estimated_hours=2.0,
+            pay=pay,
+            tasks=tasks,
+            customer={"name": "Demo customer"},
+            dispatch=msgspec.to_builtins(Dispatch(auto=False)),
+            technician_id=technician_id,
+            tracking_token=secrets.token_urlsafe(32),
+            checked_in_at=start,
+            completed_at=end,
+            created_at=start - timedelta(days=2),
+            updated_at=end,
+        )
+
+    def done(at: datetime) -> list[dict]:
+        return [
+            {
+                **t,
+                "key": t.get("key") or f"t{n + 1}",
+                "value": True if t["type"] == "checkbox" else None,
+                "done_at": at.isoformat() if t["type"] == "checkbox" else None,
+            }
+            for n, t in enumerate(TEMPLATE["tasks"])
+        ]
+
+    for index, days, hours, pay, expenses, by, reference in CLOSED_JOBS:
+        technician_id = ids[index]
+        start = now - timedelta(days=days)
+        approved_at = start + timedelta(days=7 if by == "auto" else 1)
+        row = job(technician_id, "approved", start, hours, pay, done(start))
+        row.approved_at = approved_at
+        session.add(row)
+        await session.flush()
+        session.add(
+            JobVisit(job_id=row.id, technician_id=technician_id, checked_in_at=start, completed_at=row.completed_at)
+        )
+        settled = settle(msgspec.convert(pay, Pay), Decimal(str(hours)), [Decimal(e) for e in expenses])
+        payable_id = uuid.uuid4()
+        session.add(
+            Payable(
+                id=payable_id,
+                job_id=row.id,
+                org_id=org_id,
+                technician_id=technician_id,
+                currency=pay["currency"],
+                hours=settled.hours,
+                labour=settled.labour,
+                expenses=settled.expenses,
+                total=settled.total,
+                status="paid" if reference else "approved",
+                approved_at=approved_at,
+                approved_by=by,
+                paid_at=approved_at + timedelta(days=2) if reference else None,
+                reference=reference,
+                notes=settled.notes,
+            )
+        )
+        session.add(
+            JobEvent(job_id=row.id, type="approved", at=approved_at, data={"by": by, "payable_id": str(payable_id)})
+        )
+
+    # Sent back: the photo of the service label is missing.
+    start = now - timedelta(days=2)
+    row = job(ids[6], "incomplete", start, 1.5, TEMPLATE["pay"], done(start))
+    session.add(row)
+    await session.flush()
+    session.add(JobVisit(job_id=row.id, technician_id=ids[6], checked_in_at=start, completed_at=row.completed_at))
+    session.add(
+        JobEvent(
+            job_id=row.id,
+            type="marked_incomplete",
+            at=start + timedelta(hours=20),
+            data={"reason": "No photo of the service label"},
+        )
+    )
 
 
 def _offset(lat: float, lon: float, km: float, bearing: float) -> tuple[float, float]:
@@ -241,6 +396,10 @@ async def seed_demo(settings: Settings, *, known_key: str | None) -> str:
             await compliance.raise_credential_alerts(now, session=session)
             await engagement.put_policy(org_id, POLICY, now=now, session=session)
             await _lay_down_past(org_id, [ids[data.firebase_uid] for data in demo], now, session)
+            await _lay_down_closing(org_id, [ids[data.firebase_uid] for data in demo], now, session)
+            # The past above is the demo's engagement and reliability story, of jobs posted without pay: the
+            # system is not to turn it into payables of nothing (a dispatcher can switch this on).
+            await session.execute(update(Organization).where(Organization.id == org_id).values(auto_approve_days=0))
 
             rng = random.Random(7)
             for data in demo[:ON_DUTY]:
