@@ -18,7 +18,7 @@ import procrastinate
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from backend.closing.money import MAX_HOURS, checked
+from backend.closing.money import CENT, MAX_HOURS, checked
 from backend.closing.pay import Pay, settle
 from backend.closing.reads import WORKED_HOURS
 from backend.closing.schemas import ApproveBody, OrgSettings
@@ -79,7 +79,7 @@ async def approve(
         )
         notes += settled.notes
     else:
-        currency, labour, paid_expenses, total = NO_CURRENCY, Decimal("0"), Decimal("0"), Decimal("0")
+        currency, labour, paid_expenses, total = NO_CURRENCY, Decimal("0.00"), Decimal("0.00"), Decimal("0.00")
         notes.append("the job has no pay terms")
     if rejected:
         notes.append(f"{len(rejected)} expense(s) rejected")
@@ -91,7 +91,7 @@ async def approve(
         org_id=org_id,
         technician_id=job.technician_id,
         currency=currency,
-        hours=hours,
+        hours=hours.quantize(CENT),
         labour=labour,
         expenses=paid_expenses,
         total=total,

@@ -101,6 +101,8 @@ def settle(terms: Pay, hours: Decimal, expenses: list[Decimal] | tuple[Decimal, 
         paid_expenses = terms.max_expenses
         notes.append(f"expenses cut to max_expenses {terms.max_expenses} ({claimed} claimed)")
     labour = cents(labour)
+    # Hours and expenses are whole hundredths already (checked on the way in): quantizing only writes them so.
+    paid_expenses = paid_expenses.quantize(CENT)
     return Settlement(
         hours=paid_hours, labour=labour, expenses=paid_expenses, total=labour + paid_expenses, notes=notes
     )

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.closing import tasks as job_tasks
-from backend.closing.money import checked
+from backend.closing.money import CENT, checked
 from backend.closing.schemas import AttachmentOut, ExpenseIn, ExpenseOut
 from backend.closing.storage import Upload
 from backend.db.models import Attachment, Job, JobExpense
@@ -149,7 +149,7 @@ async def add_expense(
         job_id=job_id,
         technician_id=technician_id,
         description=data.description.strip(),
-        amount=data.amount,
+        amount=data.amount.quantize(CENT),
         attachment_id=data.attachment_id,
         status="pending",
         created_at=now,
