@@ -12,7 +12,7 @@ from litestar.response import Stream
 
 from backend.auth import OrgCaller, org_only, org_or_technician, technician_only
 from backend.closing import approval, payables, storage, work
-from backend.closing.money import encode
+from backend.closing.money import documented, encode
 from backend.closing.schemas import (
     ApproveBody,
     AttachmentOut,
@@ -81,6 +81,7 @@ class ProofOfWorkController(Controller):
         guards=[technician_only],
         status_code=201,
         request_max_body_size=storage.MAX_BYTES,
+        responses=documented(413, 415),
         summary="Upload a photo, signature or document (the raw bytes)",
         description=(
             "By the assigned technician, from `en_route` until the job is approved (409 otherwise). The body is "

@@ -9,10 +9,12 @@ writes goes through `encode` (`decimal_format="number"`): the idempotent runner'
 from __future__ import annotations
 
 from decimal import Decimal
+from http import HTTPStatus
 from typing import Annotated, Any
 
 import msgspec
 from litestar import Response
+from litestar.openapi import ResponseSpec
 from litestar.response.base import MEDIA_TYPE_APPLICATION_JSON_PATTERN
 from litestar.serialization import default_serializer
 
@@ -41,6 +43,16 @@ class JsonResponse(Response):
                 return encode(content)
             return msgspec.json.Encoder(enc_hook=enc_hook, decimal_format="number").encode(content)
         return super().render(content, media_type, enc_hook)
+
+
+def documented(*statuses: int) -> dict[int, ResponseSpec]:
+    """Error answers of an operation that the app's OpenAPI plugin cannot tell from the route's shape."""
+    from backend.openapi import WHY, ErrorBody
+
+    return {
+        s: ResponseSpec(ErrorBody, description=WHY.get(s, HTTPStatus(s).phrase), generate_examples=False)
+        for s in statuses
+    }
 
 
 def checked(value: Decimal | None, field: str, *, upper: Decimal = MAX_MONEY, positive: bool = False) -> None:

@@ -40,7 +40,7 @@ class JobController(Controller):
         summary="Post a job (and, unless dispatch.auto is false, start offering it)",
         description=(
             "Honours `Idempotency-Key`. Default dispatch: one wave, both tiers, 50 km, 10 offers, 120 s. "
-            "`template_id` starts from a job template (404 for another organisation's): each field given replaces "
+            "`template_id` starts from a job template (422 naming it for another organisation's): each field given replaces "
             "the template's, lists included; `title` and `skills` come from one or the other (400 naming them). "
             "`pay` is fixed, hourly or blended (422 naming a field its type does not use or needs and lacks, or an "
             "amount with more than 2 decimals); `tasks` (≤ 50) get keys t1, t2 … by default. "

@@ -17,7 +17,8 @@ from backend.templates.schemas import JobTemplateIn, JobTemplateOut
 
 FILLING = (
     "`POST /v1/jobs {template_id, ...}` starts from the template: each field the job gives replaces the template's "
-    "(lists are replaced, not merged); `title` and `skills` must come from one or the other. "
+    "(lists are replaced, not merged); `title` and `skills` must come from one or the other; another "
+    "organisation's template there is 422 naming `template_id`. "
 )
 
 

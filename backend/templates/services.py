@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.closing import pay, tasks
 from backend.db.models import JobTemplate
-from backend.errors import BadRequest, NotFound
+from backend.errors import BadRequest, Invalid, NotFound
 from backend.jobs.schemas import Dispatch, JobCreate
 from backend.pagination import decode_cursor, page_of
 from backend.schemas import Page
@@ -104,11 +104,15 @@ async def remove(org_id: uuid.UUID, template_id: uuid.UUID, *, session: AsyncSes
 
 async def job_from(org_id: uuid.UUID, data: JobCreate, *, session: AsyncSession) -> JobCreate:
     """The job as posted, its missing fields taken from its template (if it names one); a field the job gives
-    replaces the template's, lists included. 404 for a template not of this organisation; 400 naming `title` or
-    `skills` when neither the job nor its template gives it."""
+    replaces the template's, lists included. 422 naming `template_id` for a template not of this organisation (as
+    for any id in a body that names nothing of the caller's); 400 naming `title` or `skills` when neither the job
+    nor its template gives it."""
     filled: dict = {}
     if data.template_id is not None:
-        template = _out(await _get(org_id, data.template_id, session))
+        try:
+            template = _out(await _get(org_id, data.template_id, session))
+        except NotFound:
+            raise Invalid("template_id", NO_SUCH_TEMPLATE) from None
         filled = {
             f: getattr(template, f) for f in FIELDS if getattr(data, f) is None and getattr(template, f) is not None
         }

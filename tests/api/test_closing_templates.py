@@ -102,5 +102,6 @@ async def test_another_organisations_template_is_404_everywhere(client: AsyncTes
     assert (await client.delete(url, headers=other)).status_code == 404
     assert (await client.get("/v1/job-templates", headers=other)).json()["items"] == []
     response = await client.post("/v1/jobs", json={**where_and_when(), "template_id": template["id"]}, headers=other)
-    assert response.status_code == 404, response.text
+    assert response.status_code == 422, response.text  # an id in a body that names nothing of this organisation's
+    assert response.json()["detail"].startswith("template_id:")
     assert (await client.get(url, headers=org)).json()["name"] == "Boiler service"
