@@ -55,6 +55,7 @@ from backend.technicians.controllers import TechnicianController
 from backend.templates.controllers import JobTemplateController
 from backend.tracking.controllers import eta_router, tracking_router
 from backend.tracking.live import live_tracking
+from backend.webhooks.controllers import WebhookController
 
 API_DESCRIPTION = """\
 Truckroll dispatches on-site jobs to a curated pool of field technicians.
@@ -152,6 +153,7 @@ def create_app(
             export_payables,
             OrgSettingsController,
             JobTemplateController,
+            WebhookController,
             tracking_router(settings.tracking),
             *extra_route_handlers,
         ],

@@ -13,6 +13,7 @@ from litestar.di import NamedDependency, Provide
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from backend.presence.recorder import PingRecorder
+from backend.settings import WebhookSettings
 from backend.tracking.eta import Router
 from backend.tracking.live import LiveTracking
 from matching import MatchSettings
@@ -35,6 +36,8 @@ AttachmentStore = NamedDependency[Any]
 Sessions = NamedDependency[async_sessionmaker]
 """Sessions that outlive the handler (`sessionmaker`): for a streamed answer read while it is sent (the request's
 `db_session` is closed when the handler returns, before the body is sent)."""
+WebhookConfig = NamedDependency[WebhookSettings]
+"""Where webhooks may be sent (`webhook_settings`): TRUCKROLL_WEBHOOK_ALLOW_PRIVATE."""
 
 
 def providers(state: State) -> dict[str, Provide]:
@@ -70,6 +73,9 @@ def providers(state: State) -> dict[str, Provide]:
     async def sessionmaker() -> async_sessionmaker:
         return state.sessionmaker
 
+    async def webhook_settings() -> WebhookSettings:
+        return state.settings.webhooks
+
     return {
         "db_session": Provide(db_session),
         "queue": Provide(queue),
@@ -79,4 +85,5 @@ def providers(state: State) -> dict[str, Provide]:
         "live_tracking": Provide(live_tracking),
         "attachment_store": Provide(attachment_store),
         "sessionmaker": Provide(sessionmaker),
+        "webhook_settings": Provide(webhook_settings),
     }

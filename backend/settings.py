@@ -70,6 +70,12 @@ class WorkerSettings(msgspec.Struct, frozen=True):
     The development default; production's is external."""
 
 
+class WebhookSettings(msgspec.Struct, frozen=True):
+    allow_private: bool = True
+    """Webhooks may go to http:// and to loopback, private and link-local addresses (local receivers). The
+    development and test default; production's is off (backend.webhooks.addresses)."""
+
+
 class TrackingSettings(msgspec.Struct, frozen=True):
     """Arrival estimates and tracking: the ETA model and router, the customer's link, how long raw pings are kept."""
 
@@ -103,6 +109,7 @@ class Settings(msgspec.Struct, frozen=True):
     worker: WorkerSettings = WorkerSettings()
     tracking: TrackingSettings = TrackingSettings()
     storage: StorageSettings = StorageSettings()
+    webhooks: WebhookSettings = WebhookSettings()
 
     @property
     def is_production(self) -> bool:
@@ -149,6 +156,18 @@ def _choice(environ: Mapping[str, str], name: str, kind: Any) -> str | None:
     if value is not None and value not in choices:
         raise SettingsError(f"{name}: must be one of {', '.join(choices)}, got {value!r}")
     return value
+
+
+def _flag(environ: Mapping[str, str], name: str) -> bool | None:
+    """A yes/no variable (1/0, true/false, yes/no, on/off); None when it is unset or empty."""
+    raw = (environ.get(name) or "").strip().lower()
+    if not raw:
+        return None
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"{name}: expected 1/0, true/false, yes/no or on/off, got {raw!r}")
 
 
 def _origins(environ: Mapping[str, str], name: str) -> tuple[str, ...] | None:
@@ -250,6 +269,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     worker = WorkerSettings(
         **_given(mode=_choice(environ, "TRUCKROLL_WORKER", WorkerMode) or ("external" if production else None))
     )
+    allow_private = _flag(environ, "TRUCKROLL_WEBHOOK_ALLOW_PRIVATE")
+    webhooks = WebhookSettings(**_given(allow_private=False if allow_private is None and production else allow_private))
     router = _choice(environ, "TRUCKROLL_ROUTER", RouterKind)
     osrm_url = (environ.get("TRUCKROLL_OSRM_URL") or "").rstrip("/") or None
     if osrm_url and not osrm_url.startswith(("http://", "https://")):
@@ -283,4 +304,5 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         server=server,
         auth=auth,
         push=push,
+        webhooks=webhooks,
     )

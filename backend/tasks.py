@@ -20,11 +20,12 @@ from backend.jobs import dispatch
 from backend.queue import STALLED_AFTER_S, queue_with, runtime_of, tasks
 from backend.ratings.services import release_due
 from backend.tracking.services import purge_pings
+from backend.webhooks import delivery as webhook_delivery
 
 log = logging.getLogger("truckroll.tasks")
 
 # The modules whose tasks the queue runs besides these (importing them declares their tasks).
-TASK_MODULES = (dispatch, push, approval)
+TASK_MODULES = (dispatch, push, approval, webhook_delivery)
 
 
 def make_queue(sqlalchemy_url: str) -> procrastinate.App:

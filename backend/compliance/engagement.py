@@ -16,8 +16,9 @@ import msgspec
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from backend.compliance.schemas import EngagementPolicyIn, EngagementPolicyOut
+from backend.compliance.schemas import EngagementPolicyIn, EngagementPolicyOut, alert_out
 from backend.db.models import ComplianceAlert, EngagementPolicy
+from backend.webhooks import events as webhooks
 from matching import MatchResult, OverLimit
 from matching.engagement import Engagement, figures
 
@@ -46,7 +47,7 @@ async def raise_alerts(
     if not over:
         return
     year, week, _ = now.isocalendar()
-    await session.execute(
+    raised = await session.execute(
         insert(ComplianceAlert)
         .values(
             [
@@ -65,7 +66,28 @@ async def raise_alerts(
             ]
         )
         .on_conflict_do_nothing(index_elements=["org_id", "dedupe_key"])
+        .returning(*ALERT_COLUMNS)
     )
+    await announce(session, raised.all())
+
+
+ALERT_COLUMNS = (
+    ComplianceAlert.id,
+    ComplianceAlert.org_id,
+    ComplianceAlert.technician_id,
+    ComplianceAlert.kind,
+    ComplianceAlert.value,
+    ComplianceAlert.limit,
+    ComplianceAlert.job_id,
+    ComplianceAlert.at,
+)
+"""What an alert just raised is announced with (`RETURNING` them)."""
+
+
+async def announce(session: AsyncSession, alerts) -> None:
+    """Each alert just raised (rows of ALERT_COLUMNS) as a `compliance.alert` webhook event, in its transaction."""
+    for alert in alerts:
+        await webhooks.emit(session, alert.org_id, "compliance.alert", {"alert": alert_out(alert)}, now=alert.at)
 
 
 def _policy_out(row: EngagementPolicy | None) -> EngagementPolicyOut:

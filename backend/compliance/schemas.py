@@ -60,6 +60,19 @@ class AlertOut(msgspec.Struct, kw_only=True, omit_defaults=True):
     at: datetime
 
 
+def alert_out(row) -> AlertOut:
+    """An alert as the API shows it, from its row (a ComplianceAlert or a row with its columns)."""
+    return AlertOut(
+        id=row.id,
+        technician_id=row.technician_id,
+        kind=row.kind,
+        value=row.value,
+        limit=row.limit,
+        job_id=row.job_id,
+        at=row.at,
+    )
+
+
 class EngagementPolicyIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     """Co-employment limits; an omitted (or null) limit is not checked."""
 

@@ -17,6 +17,7 @@ from backend.compliance.schemas import (
     CredentialOut,
     CredentialPut,
     Requirements,
+    alert_out,
     is_credential_kind,
 )
 from backend.db.models import ComplianceAlert, Credential, OrgRequirements
@@ -144,6 +145,7 @@ CROSS JOIN LATERAL (
 ) a
 WHERE c.status = 'valid' AND c.expires_at IS NOT NULL AND c.expires_at <= :horizon AND m.active
 ON CONFLICT (org_id, dedupe_key) DO NOTHING
+RETURNING id, org_id, technician_id, kind, value, "limit", job_id, at
 """
 )
 
@@ -151,9 +153,10 @@ ON CONFLICT (org_id, dedupe_key) DO NOTHING
 async def raise_credential_alerts(now: datetime, *, session: AsyncSession) -> int:
     """`credential_expiring` for a valid credential that expires within 30 days of `now` (inclusive),
     `credential_expired` once its expiry has passed; each once. Returns how many alerts were raised."""
-    result = await session.execute(_RAISE_CREDENTIAL_ALERTS, {"now": now, "horizon": now + EXPIRING_WITHIN})
+    raised = (await session.execute(_RAISE_CREDENTIAL_ALERTS, {"now": now, "horizon": now + EXPIRING_WITHIN})).all()
+    await engagement.announce(session, raised)
     await session.commit()
-    return result.rowcount
+    return len(raised)
 
 
 async def list_alerts(
@@ -172,19 +175,7 @@ async def list_alerts(
         limit,
         lambda r: (r.at, r.id),
     )
-    items = [
-        AlertOut(
-            id=r.id,
-            technician_id=r.technician_id,
-            kind=r.kind,
-            value=r.value,  # type: ignore[arg-type]
-            limit=r.limit,  # type: ignore[arg-type]
-            job_id=r.job_id,
-            at=r.at,
-        )
-        for r in rows
-    ]
-    return Page(items=items, next_cursor=next_cursor)
+    return Page(items=[alert_out(r) for r in rows], next_cursor=next_cursor)
 
 
 async def engagement_of(

@@ -27,11 +27,12 @@ from backend.db.geo import point
 from backend.db.models import Job, Offer, PoolMembership, Technician
 from backend.errors import Conflict, NotFound
 from backend.jobs import services
-from backend.jobs.lifecycle import move, record, require, tally
+from backend.jobs.lifecycle import created, move, record, require, tally
 from backend.jobs.schemas import JobCreate, Wave
 from backend.push import send_later
 from backend.queue import RETRY_ON_OUTAGE, defer, runtime_of, tasks
 from backend.schemas import normalize_skills
+from backend.webhooks import events as webhooks
 from matching import MatchSettings, WaveSpec, retrieval
 from matching.lifecycle import Action, JobStatus
 from matching.search import search
@@ -86,6 +87,7 @@ async def post_job(
     session.add(job)
     await session.flush()
     record(session, job.id, "posted", now)
+    created(job, now)
     if data.dispatch.auto:
         # Nobody else sees the job before this transaction commits: no need to read it back or lock it.
         row = services.JobRow(job, data.location.lat, data.location.lon)
@@ -327,6 +329,22 @@ async def decline(
     await tally(session, job_row.Job.org_id, [technician_id], "offers_answered")
     record(session, offer.job_id, "declined", now, technician_id=str(technician_id), wave=offer.wave, reason=reason)
     await session.flush()
+    await webhooks.emit(
+        session,
+        job_row.Job.org_id,
+        "offer.declined",
+        {
+            "offer": {
+                "id": offer.id,
+                "job_id": offer.job_id,
+                "technician_id": technician_id,
+                "wave": offer.wave,
+                "reason": reason,
+                "declined_at": now,
+            }
+        },
+        now=now,
+    )
     await _next_wave_if_done(job_row, offer.wave, session=session, queue=queue, now=now, match_settings=match_settings)
 
 

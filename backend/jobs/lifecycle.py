@@ -1,6 +1,8 @@
 """Every change of a job's status goes through `move`, which checks it against the one transition table
 (`matching.lifecycle`); `record` writes the job's timeline and `tally` the members' reliability counters,
-in the caller's transaction."""
+in the caller's transaction. A new job (`created`) and each change of its status are announced to the
+organisation's webhooks (`job.created`, `job.{status}`), queued by the commit of that same transaction
+(backend.webhooks.events)."""
 
 from __future__ import annotations
 
@@ -10,9 +12,11 @@ from datetime import datetime
 
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import object_session
 
 from backend.db.models import Job, JobEvent, PoolMembership
 from backend.errors import Conflict
+from backend.webhooks.events import announce_job
 from matching.lifecycle import TRANSITIONS, Action, JobStatus
 
 
@@ -30,9 +34,19 @@ def require(job: Job, action: Action) -> JobStatus:
 
 
 def move(job: Job, action: Action, now: datetime) -> None:
-    """Apply `action` to the job (the row must be locked by the caller's transaction)."""
-    job.status = require(job, action)
+    """Apply `action` to the job (the row must be locked by the caller's transaction); a change of status is
+    announced (a new wave of a job already offering is not)."""
+    target = require(job, action)
+    changed = job.status != target
+    job.status = target
     job.updated_at = now
+    if changed:
+        announce_job(object_session(job), job, now)
+
+
+def created(job: Job, now: datetime) -> None:
+    """A job just posted (and flushed: it has its id), announced as `job.created`."""
+    announce_job(object_session(job), job, now)
 
 
 def record(session: AsyncSession, job_id: uuid.UUID, type_: str, now: datetime, **data) -> None:
