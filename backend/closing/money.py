@@ -24,10 +24,21 @@ MAX_MONEY = Decimal("1000000000")
 MAX_HOURS = Decimal("10000")
 CENT = Decimal("0.01")
 
-Money = Annotated[
-    Decimal, msgspec.Meta(description="an amount in the job's currency: a JSON number, ≥ 0, ≤ 2 decimals")
-]
-Hours = Annotated[Decimal, msgspec.Meta(description="hours: a JSON number, ≥ 0, ≤ 2 decimals")]
+MONEY_DOC = "an amount in the job's currency: a JSON number, ≥ 0, with at most 2 decimals"
+HOURS_DOC = "hours: a JSON number, ≥ 0, with at most 2 decimals"
+
+
+def _number(description: str, *, nullable: bool = False) -> msgspec.Meta:
+    """`extra` is what Litestar's OpenAPI says of the field: it would say a Decimal is a string (as msgspec writes
+    it by default); this API writes and reads it as a number."""
+    schema = {"oneOf": [{"type": "number"}, {"type": "null"}]} if nullable else {"type": "number"}
+    return msgspec.Meta(extra_json_schema={"description": description, "extra": schema})
+
+
+Money = Annotated[Decimal, _number(MONEY_DOC)]
+MaybeMoney = Annotated[Decimal | None, _number(MONEY_DOC, nullable=True)]
+Hours = Annotated[Decimal, _number(HOURS_DOC)]
+MaybeHours = Annotated[Decimal | None, _number(HOURS_DOC, nullable=True)]
 
 _encoder = msgspec.json.Encoder(enc_hook=default_serializer, decimal_format="number")
 encode = _encoder.encode

@@ -17,7 +17,7 @@ from typing import Annotated, Literal, NamedTuple
 
 import msgspec
 
-from backend.closing.money import CENT, MAX_HOURS, Hours, Money, checked
+from backend.closing.money import CENT, MAX_HOURS, MaybeHours, MaybeMoney, checked
 from backend.errors import Invalid
 
 PayType = Literal["fixed", "hourly", "blended"]
@@ -42,12 +42,12 @@ class Pay(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True,
 
     currency: Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{3}$", description="ISO 4217 code, e.g. EUR")]
     type: PayType = "fixed"
-    amount: Money | None = None
-    rate: Money | None = None
+    amount: MaybeMoney = None
+    rate: MaybeMoney = None
     """Per hour."""
-    fixed_hours: Hours | None = None
-    max_hours: Hours | None = None
-    max_expenses: Money | None = None
+    fixed_hours: MaybeHours = None
+    max_hours: MaybeHours = None
+    max_expenses: MaybeMoney = None
 
 
 def check(terms: Pay, field: str = "pay") -> Pay:

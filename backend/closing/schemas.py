@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from backend.closing.money import Hours, Money
+from backend.closing.money import Hours, MaybeHours, Money
 
 ExpenseStatus = Literal["pending", "approved", "rejected"]
 PayableStatus = Literal["approved", "paid"]
@@ -40,7 +40,7 @@ class ExpenseOut(msgspec.Struct):
 
 
 class ApproveBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    hours: Hours | None = None
+    hours: MaybeHours = None
     """Overrides the worked hours for pay."""
     reject_expenses: Annotated[list[uuid.UUID], msgspec.Meta(max_length=500)] = []
     note: Annotated[str, msgspec.Meta(min_length=1, max_length=2000)] | None = None

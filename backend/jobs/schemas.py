@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from backend.closing.money import Hours
+from backend.closing.money import MaybeHours
 from backend.closing.pay import Pay
 from backend.closing.schemas import ExpenseOut, PayableOut
 from backend.closing.tasks import TaskOut, Tasks
@@ -126,7 +126,7 @@ class JobOut(msgspec.Struct):
     address: str | None = None
     pay: Pay | None = None
     tasks: list[TaskOut] = []
-    hours: Hours | None = None
+    hours: MaybeHours = None
     """Worked hours: the sum of on-site time (check-in → complete, for each visit), to 0.01 h; null before a visit."""
     expenses: list[ExpenseOut] = []
     payable: PayableOut | None = None
@@ -194,6 +194,6 @@ class TechnicianJob(msgspec.Struct):
     address: str | None = None
     pay: Pay | None = None
     tasks: list[TaskOut] = []
-    hours: Hours | None = None
+    hours: MaybeHours = None
     expenses: list[ExpenseOut] = []
     payable: PayableOut | None = None
