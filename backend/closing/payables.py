@@ -24,6 +24,7 @@ from backend.errors import Conflict, NotFound
 from backend.jobs.lifecycle import record
 from backend.pagination import decode_cursor, page_of
 from backend.schemas import Page
+from backend.webhooks import events
 
 CSV_FIELDS = (
     "id",
@@ -144,7 +145,9 @@ async def mark_paid(
     payable.reference = reference
     record(session, payable.job_id, "paid", now, payable_id=str(payable.id), reference=reference)
     await session.flush()
-    return payable_out(payable)
+    out = payable_out(payable)
+    await events.emit(session, org_id, "payable.paid", {"payable": out}, now=now, job_id=payable.job_id)
+    return out
 
 
 async def earnings(

@@ -158,12 +158,19 @@ async def test_payables_list_csv_paid_and_earnings(closing_client: AsyncTestClie
     assert len(rows) == 1 and rows[0]["id"] == payable["id"] and rows[0]["total"] == "99.99"
     assert rows[0]["notes"].startswith("'=HYPERLINK")
 
+    hook = await closing_client.post(
+        "/v1/webhooks", json={"url": "http://127.0.0.1:9/hook", "events": ["payable.paid"]}, headers=acme
+    )
+    assert hook.status_code == 201, hook.text
     url = f"/v1/payables/{payable['id']}/paid"
     paid = await closing_client.post(url, json={"reference": "TX-1"}, headers=acme)
     assert paid.status_code == 200, paid.text
     assert (paid.json()["status"], paid.json()["reference"]) == ("paid", "TX-1")
     same = await closing_client.post(url, json={"reference": "TX-1"}, headers=acme)
     assert same.status_code == 200 and same.json() == paid.json()
+    sent = db.execute("SELECT type, body FROM webhook_events").fetchall()
+    assert [t for t, _ in sent] == ["payable.paid"]  # once, not again for the same reference
+    assert '"reference":"TX-1"' in sent[0][1] and '"total":99.99' in sent[0][1]
     assert (await closing_client.post(url, json={"reference": "TX-2"}, headers=acme)).status_code == 409
     assert (await closing_client.post(url, json={"reference": "TX-1"}, headers=globex)).status_code == 404
 
