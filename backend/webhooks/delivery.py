@@ -46,7 +46,8 @@ TIMEOUT_S = 10.0
 READ_LIMIT = 64 * 1024
 """At most this much of an answer is read; the rest is dropped with the connection."""
 ERROR_EXCERPT = 300
-SLOTS_PER_ENDPOINT = 8
+SLOTS_PER_ENDPOINT = 4
+"""Half the concurrency of a worker (backend.queue.WORKER_OPTIONS): one endpoint never holds all of a worker."""
 LEASE_S = 15
 """TIMEOUT_S for the attempt, and time to record it: a lease held longer than this is a dead worker's."""
 SCHEDULE: tuple[timedelta, ...] = tuple(
@@ -65,7 +66,9 @@ SCHEDULE_DOC = (
     "event are both past; a `Retry-After` answer (seconds or an HTTP date, up to 24 h) replaces the wait. A 4xx "
     "other than 408 and 429 fails at once. Redirects are not followed (a 3xx is a failure). An endpoint that has "
     "failed for 3 days without a success is disabled (`disabled_at`, `disabled_reason`); re-registering its URL or "
-    '`PATCH {"enabled": true}` turns it back on. At most 8 deliveries to one endpoint are in flight at a time.'
+    '`PATCH {"enabled": true}` turns it back on. At most '
+    + str(SLOTS_PER_ENDPOINT)
+    + " deliveries to one endpoint are in flight at a time."
 )
 
 _jobs = JobManager(procrastinate.PsycopgConnector())
