@@ -30,6 +30,7 @@ from backend.push import make_sender, push
 from backend.queue import STALLED_AFTER_S, WORKER_OPTIONS, Runtime
 from backend.settings import REPO_ROOT, Settings, libpq_url, load_settings
 from backend.tasks import make_queue, retry_stalled
+from matching import MatchSettings
 from notifications.messages import JobOffer
 from tests.api.jobs_helpers import (
     event_types,
@@ -312,7 +313,14 @@ async def test_closing_a_wave_a_second_time_changes_nothing(
         async def close_wave_1() -> dict:
             """What the queue's task does, a second after the wave's deadline."""
             async with sessionmaker() as session:
-                await dispatch.close_wave(job_id, 1, session=session, queue=queue, now=deadline + timedelta(seconds=1))
+                await dispatch.close_wave(
+                    job_id,
+                    1,
+                    session=session,
+                    queue=queue,
+                    match_settings=MatchSettings(),
+                    now=deadline + timedelta(seconds=1),
+                )
                 await session.commit()
             return await get_job(api, org, job["id"])
 
