@@ -9,7 +9,7 @@ LINT = $(RUN) ruff check . && $(RUN) ruff format --check .
 # convention (unsigned tokens). The server refuses to start with it in production.
 DEV_AUTH = $(if $(filter production,$(TRUCKROLL_ENV)),,FIREBASE_AUTH_EMULATOR_HOST=$${FIREBASE_AUTH_EMULATOR_HOST:-127.0.0.1:9099})
 
-.PHONY: help setup setup-test run stop test lint fmt db-shell demo bench-pings bench-match bench-dispatch
+.PHONY: help setup setup-test run stop test lint fmt db-shell demo bench-pings bench-match bench-dispatch bench-webhooks
 
 help:
 	@echo "make run    - install what is missing, start the embedded PostGIS, migrate, seed the demo, serve the API"
@@ -21,6 +21,7 @@ help:
 	@echo "make bench-pings - location pings over HTTP against a no-I/O floor"
 	@echo "make bench-match - ranked candidates over 1,000,000 technicians against a bare KNN floor"
 	@echo "make bench-dispatch - job POST to the first offer at a fake FCM, p50/p99 over 200 jobs"
+	@echo "make bench-webhooks - webhook deliveries/s to a local receiver with 2 workers, and commit-to-2xx p99 at 100 events/s"
 
 setup:
 	@bash infra/bootstrap.sh
@@ -59,6 +60,9 @@ bench-match: setup
 
 bench-dispatch: setup
 	@$(DEV_AUTH) $(RUN) python -m bench.dispatch
+
+bench-webhooks: setup
+	@$(RUN) python -m bench.webhooks
 
 # Against the server that `make run` serves (in another terminal); its arguments can be replaced with DEMO=….
 DEMO ?= --technicians 30 --jobs-per-minute 6 --speed-up 10

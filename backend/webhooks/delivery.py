@@ -293,6 +293,9 @@ WHERE id = :id AND status = 'pending'
 )
 
 
+AUTOCOMMIT = {"isolation_level": "AUTOCOMMIT"}
+
+
 def next_attempt(attempts: int, created_at: datetime, outcome: Outcome, now: datetime) -> datetime | None:
     """When the delivery is tried again after its `attempts`-th attempt failed with `outcome`, or None to give up."""
     if outcome.final:
@@ -310,15 +313,15 @@ async def attempt(delivery_id: uuid.UUID, *, sessionmaker: async_sessionmaker[As
     """One attempt of a delivery; what became of it ("succeeded", "retry", "failed", or "skipped" for a delivery
     that is gone or no longer pending). Raises EndpointBusy when every slot of its endpoint is taken."""
     async with sessionmaker() as session:
-        row = (await session.execute(_CLAIM, {"id": delivery_id, "lease": LEASE_S})).first()
-        await session.commit()
+        # Each of these is one statement: in autocommit, one round trip each.
+        connection = await session.connection(execution_options=AUTOCOMMIT)
+        row = (await connection.execute(_CLAIM, {"id": delivery_id, "lease": LEASE_S})).first()
         if row is None or row.status != "pending":
             return "skipped"
         if row.disabled_at is not None:
-            await session.execute(
+            await connection.execute(
                 _GIVE_UP, {"id": delivery_id, "error": f"endpoint disabled: {row.disabled_reason or ''}".strip()}
             )
-            await session.commit()
             return "failed"
         if row.slot is None:
             raise EndpointBusy(str(row.endpoint_id))
@@ -328,8 +331,10 @@ async def attempt(delivery_id: uuid.UUID, *, sessionmaker: async_sessionmaker[As
     retry_at = None if outcome.delivered else next_attempt(attempts, row.created_at, outcome, now)
     status = "succeeded" if outcome.delivered else ("pending" if retry_at else "failed")
     async with sessionmaker() as session:
+        # The outcome alone is one statement; with the next attempt's queue job, a transaction.
+        connection = await session.connection(execution_options=None if retry_at else AUTOCOMMIT)
         recorded = (
-            await session.execute(
+            await connection.execute(
                 _RECORD,
                 {
                     "id": delivery_id,
@@ -347,7 +352,8 @@ async def attempt(delivery_id: uuid.UUID, *, sessionmaker: async_sessionmaker[As
         ).first()
         if retry_at is not None and recorded.recorded:
             await queue(session, [delivery_id], at=retry_at)
-        await session.commit()
+        if retry_at is not None:
+            await session.commit()
     if not outcome.delivered:
         log.info("webhook delivery %s attempt %d: %s", delivery_id, attempts, outcome.error)
     return "retry" if retry_at else status
