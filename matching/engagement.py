@@ -1,6 +1,7 @@
 """Engagement figures: how much a technician works for one organisation, worked out in SQL.
 
-Work is what a technician actually did: each completed job of the organisation, from its check-in to its
+Work is what a technician actually did: each job of the organisation done on site (completed, sent back
+incomplete or approved: `matching.lifecycle.DONE`), from its check-in to its
 completion. The figures are computed over that history (one index range per technician,
 `ix_jobs_org_id_technician_id_worked`), never by loading a technician's past into Python:
 
@@ -31,13 +32,15 @@ import msgspec
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from matching.lifecycle import DONE, sql_list
+
 # One technician's figures ({who}: an SQL expression naming them), as a subquery of one row for a LATERAL join.
 # Parameters: org_id, now, job_start (NULL: without a job), job_hours. One pass over the technician's work
 # (their completed jobs, and the job offered): `before` is the latest end of the pieces before each one
 # (more than 30 days between the two start an engagement); `n` numbers the weeks work started in, back from
 # `ended`, the week before the reference one (the job's, or this one): the run of weeks in step with it are
 # those where `week = ended - (n - 1) weeks`, and the reference week adds one when it has work.
-FIGURES_OF = """(
+FIGURES_OF = f"""(
     SELECT hours_last_7d, consecutive_weeks, jobs_completed,
            CASE WHEN since IS NULL OR reference - last_end > interval '30 days' THEN 0
                 ELSE extract(year FROM age(reference, since)) * 12 + extract(month FROM age(reference, since))
@@ -64,7 +67,7 @@ FIGURES_OF = """(
                 CROSS JOIN LATERAL (
                     SELECT j.checked_in_at AS s, j.completed_at AS e, true AS done
                     FROM jobs j
-                    WHERE j.org_id = :org_id AND j.technician_id = {who} AND j.status = 'completed'
+                    WHERE j.org_id = :org_id AND j.technician_id = {{who}} AND j.status IN ({sql_list(DONE)})
                       AND j.checked_in_at IS NOT NULL
                     UNION ALL
                     SELECT c.job, c.job + make_interval(secs => CAST(:job_hours AS float8) * 3600), false

@@ -31,7 +31,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from matching.lifecycle import ACTIVE, JobStatus, sql_list
+from matching.lifecycle import ACTIVE, DONE, JobStatus, sql_list
 
 MONEY = Numeric(14, 2)
 """Money: exact, in cents (backend.closing.money)."""
@@ -210,7 +210,7 @@ class Job(Base):
             "org_id",
             "technician_id",
             "checked_in_at",
-            postgresql_where=text("status = 'completed'"),
+            postgresql_where=text(f"status IN ({sql_list(DONE)})"),
         ),
         # Auto-approval walks the jobs completed longest ago.
         Index("ix_jobs_completed_at_completed", "completed_at", postgresql_where=text("status = 'completed'")),

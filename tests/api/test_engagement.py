@@ -48,13 +48,15 @@ def org_of(db: psycopg.Connection, technician_id: str) -> uuid.UUID:
     return db.execute("SELECT org_id FROM pool_memberships WHERE technician_id = %s", (technician_id,)).fetchone()[0]
 
 
-def worked(db: psycopg.Connection, org_id, technician_id: str, start: datetime, end: datetime) -> None:
-    """A completed job of `org_id`: checked in at `start`, completed at `end`."""
+def worked(
+    db: psycopg.Connection, org_id, technician_id: str, start: datetime, end: datetime, status: str = "completed"
+) -> None:
+    """A job of `org_id` done on site: checked in at `start`, completed at `end` (then approved, or sent back)."""
     db.execute(
         "INSERT INTO jobs (id, org_id, status, title, location, window_start, window_end, estimated_hours, customer,"
         " dispatch, tracking_token, technician_id, checked_in_at, completed_at) VALUES (gen_random_uuid(), %s,"
-        " 'completed', 'done', ST_GeogFromText('SRID=4326;POINT(13.405 52.52)'), %s, %s, 1, '{}', '{}', %s, %s, %s, %s)",
-        (org_id, start, end, uuid.uuid4().hex, technician_id, start, end),
+        " %s, 'done', ST_GeogFromText('SRID=4326;POINT(13.405 52.52)'), %s, %s, 1, '{}', '{}', %s, %s, %s, %s)",
+        (org_id, status, start, end, uuid.uuid4().hex, technician_id, start, end),
     )
 
 
@@ -89,8 +91,8 @@ async def test_engagement_counts_this_organisations_hours_of_the_last_seven_days
         "SELECT org_id FROM pool_memberships WHERE technician_id = %s AND org_id <> %s", (ana, org_id)
     ).fetchone()[0]
     now = datetime.now(UTC)
-    worked(db, org_id, ana, now - 8 * DAY, now - 6 * DAY)  # only its last 24 h fall in the week
-    worked(db, org_id, ana, now - 3 * HOUR, now - 1 * HOUR)
+    worked(db, org_id, ana, now - 8 * DAY, now - 6 * DAY, "approved")  # only its last 24 h fall in the week
+    worked(db, org_id, ana, now - 3 * HOUR, now - 1 * HOUR, "incomplete")  # sent back, but the hours were worked
     worked(db, org_id, ana, now - 20 * DAY, now - 20 * DAY + 5 * HOUR)  # outside the week, but a job
     worked(db, other_id, ana, now - 2 * DAY, now - DAY)  # another organisation's work is not ours
 
