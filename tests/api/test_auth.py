@@ -17,11 +17,11 @@ LINKS = ("/v1/track/", "/t/")
 # The first pattern that matches decides.
 OWNER = [
     (r"^/v1/admin/", "operator"),
-    (r"^/v1/jobs/\{job_id\}/(back-out|en-route|check-in|complete)$", "technician"),
+    (r"^/v1/jobs/\{job_id\}/(back-out|en-route|check-in|complete|attachments|expenses|tasks/\{key\})$", "technician"),
     (r"^/v1/technicians/\{technician_id\}/credentials", "org"),
-    # Both sides of a job rate it.
-    (r"^/v1/jobs/\{job_id\}/ratings?$", "org technician"),
-    (r"^/v1/(technicians|jobs|org|compliance)(/|$)", "org"),
+    # Both sides of a job rate it; the organisation and the assigned technician read its proof of work.
+    (r"^/v1/jobs/\{job_id\}/(ratings?|attachments/\{attachment_id\})$", "org technician"),
+    (r"^/v1/(technicians|jobs|org|compliance|payables|payables\.csv|job-templates|webhooks)(/|$)", "org"),
     (r"^/v1/(me|offers)", "technician"),
 ]
 
