@@ -7,8 +7,6 @@ import contextlib
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
-import psycopg
-import sqlalchemy.exc
 from litestar import Litestar, MediaType, Request, Response
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
@@ -34,7 +32,7 @@ from backend.compliance.controllers import (
     EngagementController,
     OrgController,
 )
-from backend.db.engine import database_url, make_engine, make_sessionmaker
+from backend.db.engine import RETRY_AFTER_S, UNAVAILABLE, database_url, make_engine, make_sessionmaker
 from backend.dependencies import providers
 from backend.errors import DomainError, domain_error, validation_error
 from backend.health import health, readiness
@@ -123,7 +121,10 @@ async def _resources(app: Litestar) -> AsyncIterator[None]:
 def _unavailable(_: Request, exc: Exception) -> Response:
     detail = str(exc) if isinstance(exc, ServiceUnavailable) else "the database is unavailable"
     return Response(
-        {"status_code": 503, "detail": detail}, status_code=503, headers={"Retry-After": "5"}, media_type=MediaType.JSON
+        {"status_code": 503, "detail": detail},
+        status_code=503,
+        headers={"Retry-After": RETRY_AFTER_S},
+        media_type=MediaType.JSON,
     )
 
 
@@ -165,10 +166,7 @@ def create_app(
             DomainError: domain_error,
             ValidationException: validation_error,
             ServiceUnavailable: _unavailable,
-            sqlalchemy.exc.OperationalError: _unavailable,
-            sqlalchemy.exc.InterfaceError: _unavailable,
-            sqlalchemy.exc.TimeoutError: _unavailable,
-            psycopg.OperationalError: _unavailable,
+            **dict.fromkeys(UNAVAILABLE, _unavailable),
         },
         request_max_body_size=settings.server.max_body_bytes,
         request_class=JsonRequest,

@@ -32,6 +32,8 @@ UNAVAILABLE = (
     psycopg.OperationalError,
 )
 """What a call on the database raises when the database is down, frozen or unreachable (answered 503)."""
+RETRY_AFTER_S = "5"
+"""The `Retry-After` of such a 503: seconds before asking again."""
 
 # A silent peer on TCP (a partition, a vanished host) is noticed by an idle connection, such as the
 # live-tracking listener's, after about 5 + 3 × 2 s; libpq ignores these on a Unix socket.
