@@ -188,18 +188,28 @@ async def _next_wave(
 
 
 async def _withdraw_pending(
-    job_id: uuid.UUID, *, session: AsyncSession, queue: procrastinate.App, now: datetime
-) -> None:
-    """End the job's pending offers and tell the phones (the offer is gone, whatever the reason)."""
+    job_id: uuid.UUID,
+    *,
+    session: AsyncSession,
+    queue: procrastinate.App,
+    now: datetime,
+    technician_id: uuid.UUID | None = None,
+) -> list:
+    """End the job's pending offers (only `technician_id`'s, when given) and tell the phones (the offer is gone,
+    whatever the reason); returns the offers ended."""
+    pending = [Offer.job_id == job_id, Offer.status == "pending"]
+    if technician_id is not None:
+        pending.append(Offer.technician_id == technician_id)
     ended = (
         await session.execute(
             update(Offer)
-            .where(Offer.job_id == job_id, Offer.status == "pending")
+            .where(*pending)
             .values(status="withdrawn", responded_at=now)
-            .returning(Offer.id, Offer.technician_id)
+            .returning(Offer.id, Offer.technician_id, Offer.wave)
         )
     ).all()
     await _tell_offers_gone(job_id, ended, session=session, queue=queue)
+    return ended
 
 
 async def withdraw_member_offers(
@@ -224,17 +234,9 @@ async def withdraw_member_offers(
     ).all()
     for job_id in job_ids:
         row = await services.load_any(job_id, session=session, lock=True)
-        ended = (
-            await session.execute(
-                update(Offer)
-                .where(Offer.job_id == job_id, Offer.technician_id == technician_id, Offer.status == "pending")
-                .values(status="withdrawn", responded_at=now)
-                .returning(Offer.id, Offer.technician_id, Offer.wave)
-            )
-        ).all()
+        ended = await _withdraw_pending(job_id, session=session, queue=queue, now=now, technician_id=technician_id)
         if ended:
             record(session, job_id, "offer_withdrawn", now, technician_id=str(technician_id), reason="inactive")
-            await _tell_offers_gone(job_id, ended, session=session, queue=queue)
             await _next_wave_if_done(
                 row, ended[0].wave, session=session, queue=queue, now=now, match_settings=match_settings
             )
