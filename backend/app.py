@@ -69,9 +69,11 @@ not JSON) and 503 with `Retry-After` (the database or Firebase unreachable) amon
 Every response carries `X-Request-ID`: the caller's own (1..128 characters of `A-Za-z0-9._-`) or a new one. It
 is in the server's log line for the request: quote it when reporting a problem.
 
-`Idempotency-Key` (1..255 characters) is honoured on the POSTs of jobs, their actions, offers and ratings:
-a retry with the same key and body answers the first response byte for byte; the same key with another
-body is 422; while the first request is still running, 409. Keys are kept 48 h.
+`Idempotency-Key` (1..255 characters) is honoured on the POSTs that create or change state (jobs and their
+actions, offers, ratings, technicians, closing the work; an attachment upload is deduplicated by its bytes
+instead): a retry with the same key and body answers the first response byte for byte; the same key with
+another body (or path) is 422; while the first request is still running, 409. A request that died before
+answering leaves its key free. Keys are kept 48 h.
 """
 
 
